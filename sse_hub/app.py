@@ -1,0 +1,73 @@
+"""Wiring: the aiohttp application, its routes and the lifecycle of its resources."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from sse_hub.config import Settings
+from sse_hub.embedded_pg import EmbeddedPostgres
+from sse_hub.hub import Hub
+from sse_hub.keys import HUB
+from sse_hub.migrate import migrate_dsn
+from sse_hub.ops import healthz
+from sse_hub.problems import problem_middleware
+from sse_hub.publish import publish_events
+from sse_hub.stream import stream_events
+
+log = logging.getLogger(__name__)
+
+
+async def prepare_database(
+    settings: Settings, *, pg_bindir: str | None = None
+) -> tuple[str, EmbeddedPostgres | None]:
+    """The DSN to use (starting the embedded PostgreSQL when none is configured), migrated."""
+    embedded: EmbeddedPostgres | None = None
+    dsn = settings.dsn
+    if dsn is None:
+        embedded = EmbeddedPostgres(
+            Path(settings.data_dir), bindir=Path(pg_bindir) if pg_bindir else None
+        )
+        dsn = embedded.start()
+        log.info("embedded PostgreSQL in %s", embedded.data_dir)
+    try:
+        applied = await migrate_dsn(dsn)
+    except BaseException:
+        if embedded is not None:
+            embedded.stop()
+        raise
+    for name in applied:
+        log.info("applied migration %s", name)
+    return dsn, embedded
+
+
+def create_app(settings: Settings, *, pg_bindir: str | None = None) -> web.Application:
+    """The hub as an aiohttp application; mountable with ``add_subapp``."""
+    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        dsn, embedded = await prepare_database(settings, pg_bindir=pg_bindir)
+        try:
+            hub = await Hub.start(settings, dsn)
+            app[HUB] = hub
+            try:
+                yield
+            finally:
+                await hub.close()
+        finally:
+            if embedded is not None and embedded.owned:
+                embedded.stop()
+
+    async def end_streams(app: web.Application) -> None:
+        if HUB in app:
+            app[HUB].broker.close("shutdown")
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(end_streams)
+    app.router.add_get("/events", stream_events)
+    app.router.add_post("/events", publish_events)
+    app.router.add_get("/healthz", healthz)
+    return app

@@ -1,0 +1,150 @@
+"""Fan-out: hand each encoded event to the subscribers whose patterns match its topic.
+
+The relay feeds the broker; the broker never awaits anyone. Finding the
+subscribers of a topic costs a few dictionary lookups (the exact topic, each
+``prefix/`` of it, and ``*``), not a scan of every subscriber, so thousands of
+subscribers on other topics cost nothing per event.
+
+``last_id`` is the highest id dispatched so far: every event up to it has been
+offered to every subscriber that was live at the time. A subscriber reading
+history from the store joins live delivery once it has covered ``last_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple, Protocol
+
+from sse_hub.subscriber import State, Subscriber
+
+
+class Encoded(NamedTuple):
+    """One event ready for the wire: its id, topic and the bytes of its frame."""
+
+    id: int
+    topic: str
+    frame: bytes
+
+
+class Broker(Protocol):
+    last_id: int
+
+    def subscribe(self, subscriber: Subscriber) -> None: ...
+
+    def unsubscribe(self, subscriber: Subscriber) -> None: ...
+
+    def dispatch(self, events: Sequence[Encoded]) -> int: ...
+
+    def try_go_live(self, subscriber: Subscriber, covered_through: int) -> bool: ...
+
+    def close(self, reason: str) -> None: ...
+
+    def __len__(self) -> int: ...
+
+
+class TopicIndex:
+    """Subscribers keyed by what they listen to: exact topics, prefixes and ``*``."""
+
+    def __init__(self) -> None:
+        self._exact: dict[str, set[Subscriber]] = {}
+        self._prefix: dict[str, set[Subscriber]] = {}
+        self._everything: set[Subscriber] = set()
+
+    def add(self, subscriber: Subscriber) -> None:
+        for pattern in subscriber.patterns:
+            self._bucket(pattern.text, create=True).add(subscriber)  # type: ignore[union-attr]
+
+    def remove(self, subscriber: Subscriber) -> None:
+        for pattern in subscriber.patterns:
+            bucket = self._bucket(pattern.text, create=False)
+            if bucket is None:
+                continue
+            bucket.discard(subscriber)
+            if not bucket and bucket is not self._everything:
+                self._drop(pattern.text)
+
+    def matching(self, topic: str) -> Iterator[set[Subscriber]]:
+        """The buckets whose subscribers match ``topic`` (a subscriber may be in several)."""
+        if self._everything:
+            yield self._everything
+        bucket = self._exact.get(topic)
+        if bucket:
+            yield bucket
+        if self._prefix:
+            start = 0
+            while True:
+                slash = topic.find("/", start)
+                if slash < 0 or slash == len(topic) - 1:
+                    break
+                bucket = self._prefix.get(topic[: slash + 1])
+                if bucket:
+                    yield bucket
+                start = slash + 1
+
+    def all(self) -> Iterable[Subscriber]:
+        seen: set[Subscriber] = set(self._everything)
+        for buckets in (self._exact, self._prefix):
+            for bucket in buckets.values():
+                seen |= bucket
+        return seen
+
+    def _bucket(self, text: str, *, create: bool) -> set[Subscriber] | None:
+        if text == "*":
+            return self._everything
+        table, key = (self._prefix, text[:-1]) if text.endswith("/*") else (self._exact, text)
+        if create:
+            return table.setdefault(key, set())
+        return table.get(key)
+
+    def _drop(self, text: str) -> None:
+        if text.endswith("/*"):
+            self._prefix.pop(text[:-1], None)
+        else:
+            self._exact.pop(text, None)
+
+
+class InMemoryBroker:
+    """The broker of one hub process."""
+
+    def __init__(self, last_id: int = 0) -> None:
+        self.last_id = last_id
+        self._index = TopicIndex()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._index.add(subscriber)
+        self._count += 1
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._index.remove(subscriber)
+        self._count -= 1
+
+    def dispatch(self, events: Sequence[Encoded]) -> int:
+        """Offer each event, in id order, to its subscribers; returns frames queued."""
+        queued = 0
+        for event in events:
+            for bucket in self._index.matching(event.topic):
+                for subscriber in bucket:
+                    if subscriber.offer(event.id, event.frame):
+                        queued += 1
+            self.last_id = event.id
+        return queued
+
+    def try_go_live(self, subscriber: Subscriber, covered_through: int) -> bool:
+        """Switch a catching-up subscriber to live delivery if nothing lies in between.
+
+        Runs without awaiting, so no dispatch can slip between the check and the
+        switch: ids up to ``last_id`` were read from the store, later ones arrive
+        live, and ``Subscriber.offer`` drops the overlap.
+        """
+        if subscriber.state is not State.BEHIND or covered_through < self.last_id:
+            return False
+        subscriber.go_live(covered_through)
+        return True
+
+    def close(self, reason: str) -> None:
+        for subscriber in list(self._index.all()):
+            subscriber.close(reason)

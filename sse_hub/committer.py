@@ -1,0 +1,136 @@
+"""Group commit: concurrent publishes of one hub share a single sequencer transaction.
+
+Every publish must pass through ``sse_hub.append()``, whose transactions run one
+at a time. Instead of one round-trip and one commit per HTTP request, requests
+that arrive while a transaction is in flight wait together and go into the next
+one. A request's events are never split across transactions, so a batch stays
+atomic and in order. The queue is bounded: past ``max_pending_events`` the
+caller gets ``ServiceUnavailable`` at once instead of waiting without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sse_hub import store
+from sse_hub.errors import ServiceUnavailable
+from sse_hub.events import NewEvent
+from sse_hub.tasks import stop_task
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TRANSACTION_EVENTS = 5000
+DEFAULT_MAX_PENDING_EVENTS = 50_000
+
+
+@dataclass
+class _Request:
+    events: Sequence[NewEvent]
+    done: asyncio.Future[list[int]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class GroupCommitter:
+    """Owns one flusher task; ``start`` it, ``close`` it on shutdown."""
+
+    def __init__(
+        self,
+        pool: Any,
+        *,
+        max_transaction_events: int = DEFAULT_MAX_TRANSACTION_EVENTS,
+        max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
+    ) -> None:
+        self._pool = pool
+        self._max_transaction = max_transaction_events
+        self._max_pending = max_pending_events
+        self._queue: deque[_Request] = deque()
+        self._pending_events = 0
+        self._drain_requested = False
+        self._work = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.transactions = 0
+        self.events_committed = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._flush_forever(), name="sse-hub-committer")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        await stop_task(task)
+        while self._queue:
+            request = self._queue.popleft()
+            if not request.done.done():
+                request.done.set_exception(ServiceUnavailable("the hub is shutting down"))
+
+    async def append(self, events: Sequence[NewEvent]) -> list[int]:
+        """Commit ``events`` (atomically, in order) and return their ids."""
+        if self._task is None:
+            raise ServiceUnavailable("the hub is not accepting events")
+        if self._pending_events + len(events) > self._max_pending:
+            raise ServiceUnavailable("too many events waiting to be stored", retry_after_s=1)
+        request = _Request(events)
+        self._queue.append(request)
+        self._pending_events += len(events)
+        self._work.set()
+        return await request.done
+
+    def request_drain(self) -> None:
+        """Sequence committed outbox rows soon (called when the outbox rings)."""
+        self._drain_requested = True
+        self._work.set()
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            while self._queue or self._drain_requested:
+                await self._flush_once()
+
+    def _next_batch(self) -> list[_Request]:
+        batch: list[_Request] = []
+        size = 0
+        while self._queue:
+            request = self._queue[0]
+            if batch and size + len(request.events) > self._max_transaction:
+                break
+            self._queue.popleft()
+            self._pending_events -= len(request.events)
+            if request.done.cancelled():
+                continue
+            batch.append(request)
+            size += len(request.events)
+        return batch
+
+    async def _flush_once(self) -> None:
+        self._drain_requested = False
+        batch = self._next_batch()
+        events = [event for request in batch for event in request.events]
+        try:
+            ids = await store.append(self._pool, events)
+        except asyncio.CancelledError:
+            for request in batch:
+                request.done.cancel()
+            raise
+        except Exception as exc:
+            log.warning("storing %d events failed: %s", len(events), exc)
+            for request in batch:
+                if not request.done.done():
+                    request.done.set_exception(
+                        ServiceUnavailable(f"the database did not store the events: {exc}")
+                    )
+            return
+        self.transactions += 1
+        self.events_committed += len(events)
+        offset = 0
+        for request in batch:
+            count = len(request.events)
+            if not request.done.done():
+                request.done.set_result(ids[offset : offset + count])
+            offset += count

@@ -1,0 +1,362 @@
+"""Settings: one frozen value built from command-line flags and ``SSE_HUB_*`` variables.
+
+This is the only module that reads the environment. Every option is declared
+once in ``SERVE_OPTIONS``; the CLI builds its flags from the same table, so a
+flag, its environment twin and its help text cannot drift apart. A flag given on
+the command line wins over its environment variable, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sse_hub.errors import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_HEARTBEAT_S = 15.0
+DEFAULT_RETRY_MS = 3000
+DEFAULT_RETENTION_S = 24 * 3600.0
+DEFAULT_WORKERS = 1
+DEFAULT_DATA_DIR = Path(".sse-hub")
+DEFAULT_SHUTDOWN_TIMEOUT_S = 10.0
+DEFAULT_MAX_DATA_BYTES = 256 * 1024
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_BATCH_EVENTS = 1000
+DEFAULT_MAX_TOPICS_PER_STREAM = 64
+DEFAULT_MAX_STREAMS = 20_000
+DEFAULT_SUBSCRIBER_BUFFER_BYTES = 1024 * 1024
+DEFAULT_WRITE_TIMEOUT_S = 30.0
+DEFAULT_FILE_CHUNK_BYTES = 64 * 1024
+
+DSN_ENV_CHAIN = ("SSE_HUB_DSN", "DATABASE_URL")
+
+_DURATION_UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([a-zA-Z]*)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    dsn: str | None = None
+    files_dir: Path | None = None
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    retry_ms: int = DEFAULT_RETRY_MS
+    retention_s: float = DEFAULT_RETENTION_S
+    jwt_key: str | None = None
+    jwt_public_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    workers: int = DEFAULT_WORKERS
+    insecure_no_auth: bool = False
+    data_dir: Path = DEFAULT_DATA_DIR
+    shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
+    max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_batch_events: int = DEFAULT_MAX_BATCH_EVENTS
+    max_topics_per_stream: int = DEFAULT_MAX_TOPICS_PER_STREAM
+    max_streams: int = DEFAULT_MAX_STREAMS
+    subscriber_buffer_bytes: int = DEFAULT_SUBSCRIBER_BUFFER_BYTES
+    write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
+    file_chunk_bytes: int = DEFAULT_FILE_CHUNK_BYTES
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.jwt_key is not None or self.jwt_public_key is not None
+
+
+# ---- value parsers: each raises ValueError with a message that names no flag
+
+
+def parse_duration_s(text: str) -> float:
+    """``30s``, ``15m``, ``24h``, ``7d`` -> seconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"expected a number with unit s, m, h or d (e.g. 24h), got {text!r}")
+    number, unit = match.groups()
+    if unit not in _DURATION_UNITS_S:
+        raise ValueError(f"unknown duration unit {unit!r} in {text!r}; use s, m, h or d")
+    seconds = float(number) * _DURATION_UNITS_S[unit]
+    if seconds <= 0:
+        raise ValueError(f"must be greater than zero, got {text!r}")
+    return seconds
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value <= 86400:
+        raise ValueError(f"must be between 0 and 86400 seconds, got {text!r}")
+    return value
+
+
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+def _directory(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"{text!r} is not a directory")
+    return path.resolve()
+
+
+def _pem_file(text: str) -> str:
+    try:
+        content = Path(text).expanduser().read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read key file {text!r}: {exc}") from None
+    if "-----BEGIN" not in content:
+        raise ValueError(f"{text!r} is not a PEM file")
+    return content
+
+
+def _origin(text: str) -> str:
+    text = text.strip().rstrip("/")
+    if text != "*" and not re.fullmatch(r"https?://[^/\s]+", text):
+        raise ValueError(f"expected an origin like https://app.example.com or *, got {text!r}")
+    return text
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``serve`` setting: its flag, environment twin, parser and help."""
+
+    flag: str
+    field: str
+    parse: Callable[[str], Any]
+    help: str
+    repeatable: bool = False
+    switch: bool = False
+    metavar: str | None = None
+
+    @property
+    def env(self) -> str:
+        return "SSE_HUB_" + self.field.upper()
+
+    @property
+    def dest(self) -> str:
+        return self.field
+
+
+SERVE_OPTIONS: tuple[Option, ...] = (
+    Option("--host", "host", _nonempty, f"address to bind (default {DEFAULT_HOST})"),
+    Option("--port", "port", _int_between(1, 65535), f"port to bind (default {DEFAULT_PORT})"),
+    Option(
+        "--dsn",
+        "dsn",
+        _nonempty,
+        "PostgreSQL DSN (also SSE_HUB_DSN or DATABASE_URL); "
+        "without one an embedded PostgreSQL is started",
+    ),
+    Option("--files-dir", "files_dir", _directory, "directory served under /files/"),
+    Option(
+        "--heartbeat",
+        "heartbeat_s",
+        _positive_seconds,
+        f"seconds of silence before a comment frame (default {DEFAULT_HEARTBEAT_S:g})",
+        metavar="SECONDS",
+    ),
+    Option(
+        "--retry-ms",
+        "retry_ms",
+        _int_between(0, 86_400_000),
+        f"reconnection delay sent to clients (default {DEFAULT_RETRY_MS})",
+        metavar="MS",
+    ),
+    Option(
+        "--retention",
+        "retention_s",
+        parse_duration_s,
+        "how long events are kept for replay, e.g. 30s, 24h, 7d (default 24h)",
+        metavar="DURATION",
+    ),
+    Option("--jwt-key", "jwt_key", _nonempty, "HS256 secret; enables authorisation"),
+    Option(
+        "--jwt-public-key",
+        "jwt_public_key",
+        _pem_file,
+        "PEM public key file (RS256/ES256); enables authorisation",
+        metavar="PEM_FILE",
+    ),
+    Option(
+        "--cors-origin",
+        "cors_origins",
+        _origin,
+        "allowed browser origin, or * (repeatable; env: comma-separated)",
+        repeatable=True,
+        metavar="ORIGIN",
+    ),
+    Option(
+        "--workers",
+        "workers",
+        _int_between(1, 256),
+        f"processes sharing the port (default {DEFAULT_WORKERS})",
+    ),
+    Option(
+        "--insecure-no-auth",
+        "insecure_no_auth",
+        _bool,
+        "allow binding a non-loopback address without a JWT key",
+        switch=True,
+    ),
+    Option(
+        "--data-dir",
+        "data_dir",
+        lambda text: Path(_nonempty(text)),
+        f"where the embedded PostgreSQL keeps its data (default {DEFAULT_DATA_DIR}/)",
+    ),
+    Option(
+        "--shutdown-timeout",
+        "shutdown_timeout_s",
+        _positive_seconds,
+        f"seconds allowed for a graceful stop (default {DEFAULT_SHUTDOWN_TIMEOUT_S:g})",
+        metavar="SECONDS",
+    ),
+    Option(
+        "--max-streams",
+        "max_streams",
+        _int_between(1, 10_000_000),
+        f"concurrent streams per process before 503 (default {DEFAULT_MAX_STREAMS})",
+    ),
+    Option(
+        "--subscriber-buffer",
+        "subscriber_buffer_bytes",
+        _int_between(4096, 1 << 30),
+        "bytes queued for one slow subscriber before it catches up from the database "
+        f"(default {DEFAULT_SUBSCRIBER_BUFFER_BYTES})",
+        metavar="BYTES",
+    ),
+    Option(
+        "--write-timeout",
+        "write_timeout_s",
+        _positive_seconds,
+        "seconds a client may leave a write unread before it is disconnected "
+        f"(default {DEFAULT_WRITE_TIMEOUT_S:g})",
+        metavar="SECONDS",
+    ),
+    Option(
+        "--file-chunk",
+        "file_chunk_bytes",
+        _int_between(4096, 16 << 20),
+        f"bytes read per chunk for downloads (default {DEFAULT_FILE_CHUNK_BYTES})",
+        metavar="BYTES",
+    ),
+)
+
+
+def _raw_value(option: Option, flags: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
+    """The flag value if given, else the environment twin(s), else ``None``."""
+    given = flags.get(option.dest)
+    if given not in (None, [], False):
+        return given
+    names = DSN_ENV_CHAIN if option.field == "dsn" else (option.env,)
+    for name in names:
+        value = environ.get(name)
+        if value:
+            if option.repeatable:
+                return [part for part in value.split(",") if part.strip()]
+            return value
+    return None
+
+
+def _parse_one(option: Option, raw: Any) -> Any:
+    try:
+        if option.switch and isinstance(raw, bool):
+            return raw
+        if option.repeatable:
+            return tuple(option.parse(item) for item in raw)
+        return option.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(option.flag, str(exc)) from None
+
+
+def load_settings(
+    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Build ``Settings`` from parsed flags (``dest -> value``) and the environment."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for option in SERVE_OPTIONS:
+        raw = _raw_value(option, flags, env)
+        if raw is not None:
+            values[option.field] = _parse_one(option, raw)
+    values.update(overrides)
+    settings = Settings(**values)
+    _check_exposure(settings)
+    return settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_exposure(settings: Settings) -> None:
+    if settings.jwt_key and settings.jwt_public_key:
+        raise ConfigError("--jwt-key", "give either --jwt-key or --jwt-public-key, not both")
+    exposed = not settings.auth_enabled and not settings.insecure_no_auth
+    if exposed and not _is_loopback(settings.host):
+        raise ConfigError(
+            "--host",
+            f"refusing to serve {settings.host} without authorisation; "
+            "set --jwt-key/--jwt-public-key, or pass --insecure-no-auth",
+        )
+
+
+def load_dsn(flag_value: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The DSN for ``publish``, ``tail`` and ``migrate``: flag, then the env chain."""
+    env = os.environ if environ is None else environ
+    if flag_value:
+        return flag_value
+    for name in DSN_ENV_CHAIN:
+        if env.get(name):
+            return env[name]
+    return None
+
+
+def data_dir_from_env(flag_value: str | None, environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(flag_value or env.get("SSE_HUB_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+def env_flag(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """Read one named variable; for the few knobs outside ``Settings`` (tests, bench)."""
+    env = os.environ if environ is None else environ
+    return env.get(name) or None

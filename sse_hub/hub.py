@@ -1,0 +1,101 @@
+"""The long-lived parts of one hub process, started and stopped in order.
+
+``Hub.start`` connects the pool, starts group commit, the relay and retention;
+``Hub.close`` stops them in reverse. The HTTP app, the embedding API and
+``sse-hub tail`` all run on one of these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from sse_hub import store
+from sse_hub.broker import InMemoryBroker
+from sse_hub.committer import GroupCommitter
+from sse_hub.config import Settings
+from sse_hub.events import NewEvent, TopicPattern
+from sse_hub.feed import Feed
+from sse_hub.listener import Relay
+from sse_hub.replay import Resume
+from sse_hub.retention import Retention
+
+POOL_MIN_SIZE = 1
+POOL_MAX_SIZE = 10
+HEALTH_TIMEOUT_S = 2.0
+
+
+@dataclass
+class Counters:
+    streams_open: int = 0
+    streams_total: int = 0
+    events_published: int = 0
+    frames_replayed: int = 0
+    slow_disconnects: int = 0
+    catch_ups: int = 0
+    bytes_sent: int = 0
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    dsn: str
+    pool: Any
+    broker: InMemoryBroker
+    committer: GroupCommitter
+    relay: Relay
+    retention: Retention | None
+    counters: Counters = field(default_factory=Counters)
+
+    @classmethod
+    async def start(cls, settings: Settings, dsn: str, *, retention: bool = True) -> Hub:
+        pool = await asyncpg.create_pool(dsn, min_size=POOL_MIN_SIZE, max_size=POOL_MAX_SIZE)
+        broker = InMemoryBroker()
+        committer = GroupCommitter(pool)
+        relay = Relay(dsn, broker, committer)
+        try:
+            committer.start()
+            await relay.start()
+        except BaseException:
+            await committer.close()
+            await pool.close()
+            raise
+        pruner = Retention(pool, settings.retention_s) if retention else None
+        if pruner is not None:
+            pruner.start()
+        return cls(settings, dsn, pool, broker, committer, relay, pruner)
+
+    async def close(self) -> None:
+        self.broker.close("shutdown")
+        if self.retention is not None:
+            await self.retention.close()
+        await self.relay.close()
+        await self.committer.close()
+        await self.pool.close()
+
+    async def publish(self, events: list[NewEvent]) -> list[int]:
+        """Store validated events atomically and in order; their ids."""
+        ids = await self.committer.append(events)
+        self.counters.events_published += len(ids)
+        self.relay.ring()  # our own NOTIFY will come too; reading now saves a round trip
+        return ids
+
+    def feed(self, patterns: tuple[TopicPattern, ...], resume: Resume | None) -> Feed:
+        return Feed(
+            self.pool,
+            self.broker,
+            patterns,
+            resume,
+            buffer_limit_bytes=self.settings.subscriber_buffer_bytes,
+        )
+
+    async def database_ok(self) -> bool:
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                await store.head(self.pool)
+        except Exception:
+            return False
+        return True

@@ -1,0 +1,110 @@
+"""Running the hub: one process, or a supervisor with ``--workers`` processes on one port.
+
+With several workers the supervisor prepares the database once (embedded
+server, migrations), then starts each worker as ``sse-hub serve`` bound with
+``SO_REUSEPORT``, so the kernel spreads connections across them. Workers get a
+parent-death signal: they never outlive the supervisor. SIGTERM/SIGINT to the
+supervisor is passed on; it waits for the workers' graceful stop, then stops
+the embedded database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from aiohttp import web
+
+from sse_hub.app import create_app, prepare_database
+from sse_hub.config import Settings
+
+log = logging.getLogger(__name__)
+
+RESTART_BACKOFF_S = 1.0
+MAX_RESTARTS_PER_WORKER = 5
+_PR_SET_PDEATHSIG = 1
+
+
+def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None = None) -> int:
+    if settings.workers > 1:
+        return _supervise(settings, pg_bindir=pg_bindir)
+    app = create_app(settings, pg_bindir=pg_bindir)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        handler_cancellation=True,
+        reuse_port=reuse_port or None,
+        access_log=None,
+        print=lambda _: log.info(
+            "sse-hub serving on http://%s:%d (pid %d)", settings.host, settings.port, os.getpid()
+        ),
+    )
+    return 0
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _worker_command() -> list[str]:
+    return [sys.executable, "-m", "sse_hub", *sys.argv[1:], "--workers", "1", "--reuse-port"]
+
+
+def _supervise(settings: Settings, *, pg_bindir: str | None) -> int:
+    dsn, embedded = asyncio.run(prepare_database(settings, pg_bindir=pg_bindir))
+    env = dict(os.environ, SSE_HUB_DSN=dsn)
+    stopping = False
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(_worker_command(), env=env, preexec_fn=_die_with_parent)
+
+    workers = [start_worker() for _ in range(settings.workers)]
+    restarts = [0] * len(workers)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    log.info(
+        "sse-hub supervising %d workers on http://%s:%d", len(workers), settings.host, settings.port
+    )
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for index, worker in enumerate(workers):
+                if worker.poll() is None or stopping:
+                    continue
+                if restarts[index] >= MAX_RESTARTS_PER_WORKER:
+                    log.error("worker %d keeps exiting; stopping the hub", index)
+                    on_signal(signal.SIGTERM, None)
+                    break
+                restarts[index] += 1
+                log.warning("worker %d exited with %s; restarting", index, worker.returncode)
+                time.sleep(RESTART_BACKOFF_S)
+                workers[index] = start_worker()
+        deadline = time.monotonic() + settings.shutdown_timeout_s + 5
+        for worker in workers:
+            try:
+                worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if embedded is not None and embedded.owned:
+            embedded.stop()
+    return 0

@@ -1,0 +1,172 @@
+"""The events table: appending with commit-ordered ids, and reading back in order.
+
+How ids come to follow commit order
+-----------------------------------
+A plain sequence hands out ids at insert time, not at commit time: if the
+transaction holding id 100 commits after the one holding 101, a reader may see
+101 first, deliver it, and a client resuming from 101 never gets 100. We need
+every reader to see the committed ids as a gap-free prefix, without letting one
+producer wait for another producer's transaction, and without letting an
+unrelated long transaction stall delivery.
+
+So ids are not assigned by producers at all. There are two ways in:
+
+* Producers inside their own transactions call ``sse_hub.publish()``, which
+  inserts into ``sse_hub.outbox``. Outbox rows become visible only when (and
+  if) their transaction commits; nothing is locked, so producers never wait for
+  each other, and an open or rolled-back transaction simply contributes no rows.
+  An ``AFTER INSERT`` trigger rings ``NOTIFY sse_hub_outbox`` at commit.
+* The hub itself (HTTP ``POST /events``, ``sse-hub publish``) calls
+  ``sse_hub.append()`` in a short transaction of its own.
+
+``sse_hub.append()`` is the sequencer. It locks the single row of
+``sse_hub.sequencer`` (``last_id``), moves every committed outbox row into
+``sse_hub.events`` with ids ``last_id + 1, + 2, ...`` in outbox order, appends
+the hub's own events after them, stores the new ``last_id`` and rings ``NOTIFY
+sse_hub_events``. Sequencer transactions are therefore strictly one after the
+other, and each assigns ids above everything committed before it: a reader's
+snapshot always contains ids ``1..k`` of some ``k`` and nothing above. Ids are
+dense (the counter rolls back with its transaction), and retention deletes from
+the oldest id upwards, so what is retained is exactly ``[oldest, last_id]``.
+
+The only waiting is between sequencer transactions, which are a few
+milliseconds long and never wait on a producer; the hub batches concurrent HTTP
+publishes into one sequencer call (group commit, see ``committer``).
+``sse_hub.publish()`` returns nothing, because the id does not exist until
+after the producer commits.
+
+Events published one after another are delivered in that order on every path:
+a publish that committed before another started is either already in
+``events`` or visible in ``outbox`` to the next sequencer, which moves it first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sse_hub.events import NewEvent, StoredEvent, TopicPattern
+
+
+@dataclass(frozen=True, slots=True)
+class RelayRow:
+    id: int
+    topic: str
+    event: str | None
+    data: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of history for a catching-up subscriber, read in one snapshot."""
+
+    oldest: int | None
+    head: int
+    events: list[StoredEvent]
+
+
+_APPEND = "SELECT sse_hub.append($1::text[], $2::text[], $3::text[])"
+_HEAD = "SELECT last_id FROM sse_hub.sequencer"
+_OUTBOX_PENDING = "SELECT EXISTS (SELECT 1 FROM sse_hub.outbox)"
+_AFTER = (
+    "SELECT id, topic, event, data, created_at FROM sse_hub.events"
+    " WHERE id > $1 ORDER BY id LIMIT $2"
+)
+_PRUNE = """
+WITH batch AS (
+    SELECT id, created_at FROM sse_hub.events ORDER BY id LIMIT $2
+), cut AS (
+    SELECT coalesce(
+        (SELECT min(id) - 1 FROM batch WHERE created_at >= $1),
+        (SELECT max(id) FROM batch)
+    ) AS upto
+)
+DELETE FROM sse_hub.events WHERE id <= (SELECT upto FROM cut)
+"""
+
+
+async def append(db: Any, events: Sequence[NewEvent]) -> list[int]:
+    """Store ``events`` atomically and in order (moving the outbox first); their ids."""
+    first: int | None = await db.fetchval(
+        _APPEND,
+        [event.topic for event in events],
+        [event.event for event in events],
+        [event.data for event in events],
+    )
+    if first is None or not events:
+        return []
+    return list(range(first, first + len(events)))
+
+
+async def outbox_pending(db: Any) -> bool:
+    return bool(await db.fetchval(_OUTBOX_PENDING))
+
+
+async def head(db: Any) -> int:
+    """The largest id ever assigned (0 on an empty database)."""
+    value = await db.fetchval(_HEAD)
+    return int(value)
+
+
+async def fetch_after(db: Any, after: int, limit: int) -> list[RelayRow]:
+    rows = await db.fetch(_AFTER, after, limit)
+    return [RelayRow(r["id"], r["topic"], r["event"], r["data"], r["created_at"]) for r in rows]
+
+
+def _match_clause(patterns: tuple[TopicPattern, ...]) -> tuple[str, list[Any]]:
+    """SQL that keeps the events a subscription matches, and its parameters ($4...)."""
+    if any(pattern.is_all for pattern in patterns):
+        return "TRUE", []
+    exact = [p.text for p in patterns if p.prefix is None]
+    prefixes = [p.prefix for p in patterns if p.prefix is not None]
+    clauses: list[str] = []
+    params: list[Any] = []
+    if exact:
+        params.append(exact)
+        clauses.append(f"topic = ANY(${3 + len(params)}::text[])")
+    if prefixes:
+        params.append(prefixes)
+        clauses.append(
+            f"EXISTS (SELECT 1 FROM unnest(${3 + len(params)}::text[]) AS p(prefix)"
+            " WHERE starts_with(topic, p.prefix) AND length(topic) > length(p.prefix))"
+        )
+    return " OR ".join(clauses), params
+
+
+async def fetch_page(
+    db: Any, patterns: tuple[TopicPattern, ...], *, after: int, upto: int, limit: int
+) -> Page:
+    """Matching events with ``after < id <= upto``, plus the retained range, in one snapshot."""
+    match, params = _match_clause(patterns)
+    sql = f"""
+        SELECT (SELECT min(id) FROM sse_hub.events) AS oldest,
+               (SELECT last_id FROM sse_hub.sequencer) AS head,
+               e.id, e.topic, e.event, e.data
+        FROM (SELECT 1) AS one
+        LEFT JOIN LATERAL (
+            SELECT id, topic, event, data FROM sse_hub.events
+            WHERE id > $1 AND id <= $2 AND ({match})
+            ORDER BY id LIMIT $3
+        ) AS e ON TRUE
+    """
+    rows = await db.fetch(sql, after, upto, limit, *params)
+    first = rows[0]
+    events = [
+        StoredEvent(row["id"], row["topic"], row["event"], row["data"])
+        for row in rows
+        if row["id"] is not None
+    ]
+    return Page(oldest=first["oldest"], head=int(first["head"]), events=events)
+
+
+async def prune(db: Any, older_than: datetime, batch: int) -> int:
+    """Delete up to ``batch`` of the oldest events created before ``older_than``.
+
+    Stops at the first younger event so that what remains is always a suffix of
+    the id range (the reset logic in ``replay`` relies on it).
+    """
+    status: str = await db.execute(_PRUNE, older_than, batch)
+    return int(status.rsplit(" ", 1)[-1])
