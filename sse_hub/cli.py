@@ -221,7 +221,7 @@ def _tail(args: argparse.Namespace) -> int:
         await migrate_dsn(dsn)
         hub = await Hub.start(Settings(dsn=dsn), dsn, retention=False)
         feed = hub.feed(patterns, resume)
-        feed.open()
+        await feed.open()
         parser = frames.FrameParser()
         try:
             while True:

@@ -164,7 +164,7 @@ class Option:
 
     @property
     def env(self) -> str:
-        return "SSE_HUB_" + self.field.upper()
+        return "SSE_HUB_" + self.flag.removeprefix("--").replace("-", "_").upper()
 
     @property
     def dest(self) -> str:

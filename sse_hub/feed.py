@@ -10,7 +10,10 @@ reset check sees exactly the rows it reads.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import asyncpg
 
 from sse_hub import frames, store
 from sse_hub.broker import Broker
@@ -19,6 +22,7 @@ from sse_hub.replay import Resume, check_position
 from sse_hub.subscriber import State, Subscriber
 
 DEFAULT_PAGE_EVENTS = 500
+HEAD_TIMEOUT_S = 5.0
 
 
 class FeedClosed(Exception):
@@ -46,18 +50,33 @@ class Feed:
         # Clients that asked for "earliest" already expect history to start
         # wherever it starts: no reset notice for them on the first page.
         self._report_truncation = resume is not None and not resume.from_earliest
-        if resume is None:
-            position, live = broker.last_id, True
-        else:
-            position, live = resume.after, False
+        self._resume = resume
         self.subscriber = Subscriber(
-            patterns, position=position, live=live, buffer_limit_bytes=buffer_limit_bytes
+            patterns,
+            position=resume.after if resume is not None else broker.last_id,
+            live=False,
+            buffer_limit_bytes=buffer_limit_bytes,
         )
         self.replayed = 0
         self._open = False
 
-    def open(self) -> None:
-        self._broker.subscribe(self.subscriber)
+    async def open(self) -> None:
+        """Register with the broker; from here on nothing matching can be missed.
+
+        A client that does not resume gets what commits after its request: the
+        start is the database's head, not the relay's position, which may lag
+        (another hub's publish, or a relay that is reconnecting).
+        """
+        subscriber = self.subscriber
+        if self._resume is None:
+            try:
+                async with asyncio.timeout(HEAD_TIMEOUT_S):
+                    subscriber.position = await store.head(self._db)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                subscriber.position = self._broker.last_id  # database away: live from here
+            if subscriber.position == self._broker.last_id:
+                subscriber.go_live(self._broker.last_id)
+        self._broker.subscribe(subscriber)
         self._open = True
 
     def close(self, reason: str = "closed") -> None:

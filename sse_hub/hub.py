@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,12 +70,14 @@ class Hub:
         return cls(settings, dsn, pool, broker, committer, relay, pruner)
 
     async def close(self) -> None:
+        """Stop everything in reverse order of start; each step runs even if one fails."""
         self.broker.close("shutdown")
-        if self.retention is not None:
-            await self.retention.close()
-        await self.relay.close()
-        await self.committer.close()
-        await self.pool.close()
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self.pool.close)
+            stack.push_async_callback(self.committer.close)
+            stack.push_async_callback(self.relay.close)
+            if self.retention is not None:
+                stack.push_async_callback(self.retention.close)
 
     async def publish(self, events: list[NewEvent]) -> list[int]:
         """Store validated events atomically and in order; their ids."""

@@ -46,7 +46,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         raise ServiceUnavailable("this hub has as many streams as it allows", retry_after_s=5)
 
     feed = hub.feed(patterns, resume)
-    feed.open()  # before the first byte: nothing published after it can be missed
+    await feed.open()  # before the first byte: nothing published after it can be missed
     hub.counters.streams_open += 1
     hub.counters.streams_total += 1
     response = web.StreamResponse(status=200, headers=SSE_HEADERS)

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from sse_hub.broker import Encoded, InMemoryBroker, TopicIndex
+from sse_hub.events import TopicPattern
+from sse_hub.subscriber import State, Subscriber
+
+
+def sub(*patterns: str, position: int = 0, live: bool = True) -> Subscriber:
+    return Subscriber(
+        tuple(TopicPattern(p) for p in patterns),
+        position=position,
+        live=live,
+        buffer_limit_bytes=1 << 20,
+    )
+
+
+def ev(event_id: int, topic: str) -> Encoded:
+    return Encoded(event_id, topic, f"<{event_id}>".encode())
+
+
+def test_routing_exact_prefix_and_all() -> None:
+    broker = InMemoryBroker()
+    exact, prefix, deep, everything, other = (
+        sub("orders"),
+        sub("orders/*"),
+        sub("orders/eu/*"),
+        sub("*"),
+        sub("users/*"),
+    )
+    for s in (exact, prefix, deep, everything, other):
+        broker.subscribe(s)
+    broker.dispatch([ev(1, "orders"), ev(2, "orders/1"), ev(3, "orders/eu/2"), ev(4, "users")])
+    assert exact.take() == b"<1>"
+    assert prefix.take() == b"<2><3>"
+    assert deep.take() == b"<3>"
+    assert everything.take() == b"<1><2><3><4>"
+    assert other.take() == b""
+    assert broker.last_id == 4
+
+
+def test_overlapping_patterns_deliver_once() -> None:
+    broker = InMemoryBroker()
+    s = sub("a/*", "a/b/*", "*", "a/b/c")
+    broker.subscribe(s)
+    assert broker.dispatch([ev(1, "a/b/c")]) == 1
+    assert s.take() == b"<1>"
+
+
+def test_unsubscribe_stops_delivery_and_cleans_index() -> None:
+    broker = InMemoryBroker()
+    s = sub("x", "y/*")
+    broker.subscribe(s)
+    assert len(broker) == 1
+    broker.unsubscribe(s)
+    assert len(broker) == 0
+    broker.dispatch([ev(1, "x"), ev(2, "y/1")])
+    assert s.take() == b""
+    assert list(broker._index.all()) == []
+    assert broker._index._exact == {}
+    assert broker._index._prefix == {}
+
+
+def test_index_lookup_touches_only_relevant_buckets() -> None:
+    index = TopicIndex()
+    many = [sub(f"topic/{n}") for n in range(5000)]
+    for s in many:
+        index.add(s)
+    target = sub("needle")
+    index.add(target)
+    buckets = list(index.matching("needle"))
+    assert buckets == [{target}]
+
+
+def test_go_live_only_when_covered() -> None:
+    broker = InMemoryBroker(last_id=10)
+    s = sub("a", position=5, live=False)
+    broker.subscribe(s)
+    assert not broker.try_go_live(s, 9)
+    assert s.state is State.BEHIND
+    assert broker.try_go_live(s, 10)
+    assert s.state is State.LIVE
+    broker.dispatch([ev(11, "a")])
+    assert s.take() == b"<11>"
+
+
+def test_close_closes_every_subscriber() -> None:
+    broker = InMemoryBroker()
+    subs = [sub("a"), sub("b/*"), sub("*")]
+    for s in subs:
+        broker.subscribe(s)
+    broker.close("shutdown")
+    assert all(s.state is State.CLOSED for s in subs)

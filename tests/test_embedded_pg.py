@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from sse_hub.embedded_pg import (
+    THROWAWAY_PREFIX,
+    EmbeddedPostgres,
+    EmbeddedPostgresError,
+    find_bindir,
+    sweep_stale_throwaways,
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _wait_gone(pid: int, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def cluster_dir() -> Iterator[Path]:
+    # Not under pytest's tmp_path: its parents are private to root, and the server
+    # may run as another user that must be able to reach the directory.
+    folder = Path(tempfile.mkdtemp(prefix="sse-hub-test-cluster-"))
+    folder.chmod(0o755)
+    yield folder
+    subprocess.run(["rm", "-rf", str(folder)], check=False)
+
+
+async def _select_one(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT 1"))
+    finally:
+        await conn.close()
+
+
+async def test_start_stop_restart_on_unix_socket(cluster_dir: Path) -> None:
+    pg = EmbeddedPostgres(cluster_dir / "data")
+    dsn = pg.start()
+    try:
+        assert "host=" in dsn
+        assert str(cluster_dir) in dsn
+        assert await _select_one(dsn) == 1
+        assert pg.start() == dsn  # a second start is a no-op
+        first_pid = pg.pid
+        assert first_pid is not None
+    finally:
+        pg.stop()
+    assert _wait_gone(first_pid)
+    pg.stop()  # idempotent
+    started = time.monotonic()
+    pg.start()  # warm start keeps the data
+    warm_s = time.monotonic() - started
+    try:
+        assert await _select_one(pg.dsn) == 1
+        assert warm_s < 10  # generous: this machine is shared
+    finally:
+        pg.stop()
+
+
+async def test_second_launcher_reuses_running_server(cluster_dir: Path) -> None:
+    owner = EmbeddedPostgres(cluster_dir / "data")
+    owner.start()
+    try:
+        guest = EmbeddedPostgres(cluster_dir / "data")
+        dsn = guest.start()
+        assert not guest.owned
+        assert await _select_one(dsn) == 1
+        guest.stop()  # not its server: still running
+        assert await _select_one(owner.dsn) == 1
+    finally:
+        owner.stop()
+
+
+def test_server_dies_with_a_killed_parent(cluster_dir: Path) -> None:
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from sse_hub.embedded_pg import EmbeddedPostgres\n"
+        "pg = EmbeddedPostgres(Path(sys.argv[1]))\n"
+        "pg.start()\n"
+        "print(pg.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(cluster_dir / "data")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        server_pid = int(parent.stdout.readline())
+        assert _alive(server_pid)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    assert _wait_gone(server_pid), "postgres outlived its SIGKILLed parent"
+
+
+def test_throwaway_uses_tcp_and_removes_itself() -> None:
+    pg = EmbeddedPostgres.throwaway()
+    folder = pg.data_dir
+    assert folder.name.startswith(THROWAWAY_PREFIX)
+    try:
+        dsn = pg.start()
+        assert dsn.startswith("postgresql://postgres@127.0.0.1:")
+    finally:
+        pg.remove()
+    assert not folder.exists()
+
+
+def test_stale_throwaways_are_swept(tmp_path: Path) -> None:
+    dead = tmp_path / (THROWAWAY_PREFIX + "dead")
+    dead.mkdir()
+    (dead / "owner.pid").write_text("999999999")
+    alive = tmp_path / (THROWAWAY_PREFIX + "alive")
+    alive.mkdir()
+    (alive / "owner.pid").write_text(str(os.getpid()))
+    removed = sweep_stale_throwaways(tmp_path)
+    assert removed == [dead]
+    assert not dead.exists()
+    assert alive.exists()
+
+
+def test_bindir_override_and_error(tmp_path: Path) -> None:
+    found = find_bindir()
+    assert (found / "postgres").is_file()
+    assert find_bindir(str(found)) == found
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "postgres").touch()
+    (fake / "initdb").touch()
+    assert find_bindir(str(fake)) == fake
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root drops privileges")
+def test_unreachable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    with pytest.raises(EmbeddedPostgresError, match="cannot reach"):
+        EmbeddedPostgres(private / "data").start()
