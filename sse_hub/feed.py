@@ -125,7 +125,7 @@ class Feed:
         if page.events:
             subscriber.position = page.events[-1].id
             self.replayed += len(page.events)
-        if len(page.events) < self._page_events:
+        if not page.full:
             # Everything up to ``upto`` is covered; ids beyond it come live.
             self._broker.try_go_live(subscriber, max(subscriber.position, upto))
         return b"".join(parts)

@@ -74,6 +74,12 @@ class Relay:
         await stop_task(task)
         await self._disconnect()
 
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the LISTEN connection (for operators and tests)."""
+        conn = self._conn
+        return None if conn is None or conn.is_closed() else int(conn.get_server_pid())
+
     def ring(self) -> None:
         """Wake the relay now (tests, and local publishes that need no round trip)."""
         self._bell.set()

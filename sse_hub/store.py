@@ -66,7 +66,11 @@ class Page:
     oldest: int | None
     head: int
     events: list[StoredEvent]
+    full: bool  # the page stopped at a limit: more may follow before ``upto``
 
+
+DEFAULT_PAGE_BYTES = 1024 * 1024
+_FIRST_MATCH_PARAM = 5
 
 _APPEND = "SELECT sse_hub.append($1::text[], $2::text[], $3::text[])"
 _HEAD = "SELECT last_id FROM sse_hub.sequencer"
@@ -117,7 +121,7 @@ async def fetch_after(db: Any, after: int, limit: int) -> list[RelayRow]:
 
 
 def _match_clause(patterns: tuple[TopicPattern, ...]) -> tuple[str, list[Any]]:
-    """SQL that keeps the events a subscription matches, and its parameters ($4...)."""
+    """SQL that keeps the events a subscription matches, and its parameters ($5...)."""
     if any(pattern.is_all for pattern in patterns):
         return "TRUE", []
     exact = [p.text for p in patterns if p.prefix is None]
@@ -126,40 +130,59 @@ def _match_clause(patterns: tuple[TopicPattern, ...]) -> tuple[str, list[Any]]:
     params: list[Any] = []
     if exact:
         params.append(exact)
-        clauses.append(f"topic = ANY(${3 + len(params)}::text[])")
+        clauses.append(f"topic = ANY(${_FIRST_MATCH_PARAM - 1 + len(params)}::text[])")
     if prefixes:
         params.append(prefixes)
         clauses.append(
-            f"EXISTS (SELECT 1 FROM unnest(${3 + len(params)}::text[]) AS p(prefix)"
+            f"EXISTS (SELECT 1 FROM unnest(${_FIRST_MATCH_PARAM - 1 + len(params)}::text[])"
+            " AS p(prefix)"
             " WHERE starts_with(topic, p.prefix) AND length(topic) > length(p.prefix))"
         )
     return " OR ".join(clauses), params
 
 
 async def fetch_page(
-    db: Any, patterns: tuple[TopicPattern, ...], *, after: int, upto: int, limit: int
+    db: Any,
+    patterns: tuple[TopicPattern, ...],
+    *,
+    after: int,
+    upto: int,
+    limit: int,
+    max_bytes: int = DEFAULT_PAGE_BYTES,
 ) -> Page:
-    """Matching events with ``after < id <= upto``, plus the retained range, in one snapshot."""
+    """Matching events with ``after < id <= upto``, plus the retained range, in one snapshot.
+
+    A page holds at most ``limit`` events and stops after the event that reaches
+    ``max_bytes`` of data, so one page of large events cannot take much memory.
+    """
     match, params = _match_clause(patterns)
     sql = f"""
         SELECT (SELECT min(id) FROM sse_hub.events) AS oldest,
                (SELECT last_id FROM sse_hub.sequencer) AS head,
-               e.id, e.topic, e.event, e.data
+               e.id, e.topic, e.event, e.data, e.running
         FROM (SELECT 1) AS one
         LEFT JOIN LATERAL (
-            SELECT id, topic, event, data FROM sse_hub.events
-            WHERE id > $1 AND id <= $2 AND ({match})
-            ORDER BY id LIMIT $3
+            SELECT * FROM (
+                SELECT id, topic, event, data,
+                       sum(octet_length(data)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING)
+                           AS running
+                FROM sse_hub.events
+                WHERE id > $1 AND id <= $2 AND ({match})
+                ORDER BY id LIMIT $3
+            ) AS w
+            WHERE running - octet_length(data) < $4
         ) AS e ON TRUE
+        ORDER BY e.id
     """
-    rows = await db.fetch(sql, after, upto, limit, *params)
+    rows = await db.fetch(sql, after, upto, limit, max_bytes, *params)
     first = rows[0]
     events = [
         StoredEvent(row["id"], row["topic"], row["event"], row["data"])
         for row in rows
         if row["id"] is not None
     ]
-    return Page(oldest=first["oldest"], head=int(first["head"]), events=events)
+    full = len(events) == limit or (bool(events) and rows[-1]["running"] >= max_bytes)
+    return Page(oldest=first["oldest"], head=int(first["head"]), events=events, full=full)
 
 
 async def prune(db: Any, older_than: datetime, batch: int) -> int:

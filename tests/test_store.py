@@ -174,3 +174,19 @@ async def test_prune_deletes_oldest_first_and_stops_at_young(db: asyncpg.Connect
     page = await store.fetch_page(db, (TopicPattern("*"),), after=0, upto=6, limit=1)
     assert page.oldest == 3
     assert page.head == 6
+
+
+async def test_fetch_page_is_bounded_in_bytes(db: asyncpg.Connection) -> None:
+    await store.append(db, [NewEvent("t", "x" * 1000) for _ in range(10)])
+    everything = (TopicPattern("*"),)
+    page = await store.fetch_page(db, everything, after=0, upto=10, limit=100, max_bytes=2500)
+    assert [e.id for e in page.events] == [1, 2, 3]  # the third reaches the limit
+    assert page.full
+    page = await store.fetch_page(db, everything, after=8, upto=10, limit=100, max_bytes=2500)
+    assert [e.id for e in page.events] == [9, 10]
+    assert not page.full
+    page = await store.fetch_page(db, everything, after=0, upto=10, limit=4, max_bytes=1 << 20)
+    assert [e.id for e in page.events] == [1, 2, 3, 4]
+    assert page.full
+    one_big = await store.fetch_page(db, everything, after=0, upto=10, limit=100, max_bytes=10)
+    assert [e.id for e in one_big.events] == [1]  # always at least one event

@@ -1,0 +1,60 @@
+"""The relay survives losing its LISTEN connection, and catches up without loss."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp.test_utils import TestServer
+
+from sse_hub.keys import HUB
+from tests.conftest import app_of
+from tests.sse_client import open_stream
+from tests.waiting import wait_until
+
+
+async def test_killed_listener_reconnects_and_loses_nothing(hub: TestServer, dsn: str) -> None:
+    relay = app_of(hub)[HUB].relay
+    stream = await open_stream(hub.port, "/events?topic=k")
+    admin = await asyncpg.connect(dsn)
+    producer = await asyncpg.connect(dsn)
+    total = 120
+    try:
+        await stream.next_frame()
+        for i in range(total):
+            await producer.execute("SELECT sse_hub.publish('k', $1)", str(i))
+            if i % 40 == 20:
+                pid = relay.backend_pid
+                assert pid is not None
+                killed = await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+                assert killed
+                before = relay.reconnects
+                await wait_until(lambda: relay.reconnects > before)  # noqa: B023
+        events = await stream.events(total, timeout_s=60)
+        assert [e.data for e in events] == [str(i) for i in range(total)]
+        ids = [int(e.id or 0) for e in events]
+        assert ids == list(range(ids[0], ids[0] + total))
+        assert relay.reconnects >= 3
+        assert relay.connected
+    finally:
+        stream.close()
+        await admin.close()
+        await producer.close()
+
+
+async def test_events_published_while_listener_is_down_arrive(hub: TestServer, dsn: str) -> None:
+    """Notifications sent while the relay is disconnected are lost; the table is not."""
+    relay = app_of(hub)[HUB].relay
+    stream = await open_stream(hub.port, "/events?topic=gap")
+    admin = await asyncpg.connect(dsn)
+    try:
+        await stream.next_frame()
+        # Block the relay's reconnects by terminating it repeatedly while publishing.
+        for i in range(10):
+            pid = relay.backend_pid
+            if pid is not None:
+                await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+            await admin.execute("SELECT sse_hub.publish('gap', $1)", str(i))
+        events = await stream.events(10, timeout_s=60)
+        assert [e.data for e in events] == [str(i) for i in range(10)]
+    finally:
+        stream.close()
+        await admin.close()
