@@ -57,7 +57,7 @@ async def test_never_reading_client_falls_behind_then_catches_up(start_hub: HubF
     try:
         await fast.next_frame()
         peak = 0
-        subscribers = list(hub.broker._index.all())  # type: ignore[attr-defined]
+        subscribers = list(hub.broker._index.all())
         assert len(subscribers) == 2
 
         async def watch() -> None:
