@@ -1,0 +1,140 @@
+"""``sse-hub`` commands as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import asyncpg
+import pytest
+
+COMMAND = [sys.executable, "-m", "sse_hub"]
+
+
+def run(
+    *args: str, stdin: str | None = None, dsn: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"SSE_HUB_DSN", "DATABASE_URL"}}
+    if dsn is not None:
+        env["SSE_HUB_DSN"] = dsn
+    return subprocess.run(
+        [*COMMAND, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+async def arun(
+    *args: str, stdin: str | None = None, dsn: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(run, *args, stdin=stdin, dsn=dsn)
+
+
+async def test_publish_prints_the_id_last(dsn: str, db: asyncpg.Connection) -> None:
+    first = await arun("publish", "demo", "hi", dsn=dsn)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip().splitlines()[-1] == "1"
+    second = await arun("publish", "demo", "-", "--event", "note", stdin="from\nstdin", dsn=dsn)
+    assert second.stdout.strip().splitlines()[-1] == "2"
+    third = await arun("publish", "--dsn", dsn, "demo", "flag")
+    assert third.stdout.strip().splitlines()[-1] == "3"
+    rows = await db.fetch("SELECT id, topic, event, data FROM sse_hub.events ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        (1, "demo", None, "hi"),
+        (2, "demo", "note", "from\nstdin"),
+        (3, "demo", None, "flag"),
+    ]
+
+
+async def test_publish_rejects_bad_topic(dsn: str, db: asyncpg.Connection) -> None:
+    result = await arun("publish", "bad\ntopic", "x", dsn=dsn)
+    assert result.returncode == 2
+    assert "control characters" in result.stderr
+    assert await db.fetchval("SELECT count(*) FROM sse_hub.events") == 0
+
+
+async def test_tail_replays_and_follows(dsn: str) -> None:
+    for data in ["one", "two"]:
+        assert (await arun("publish", "t/a", data, dsn=dsn)).returncode == 0
+    env = {**os.environ, "SSE_HUB_DSN": dsn, "PYTHONUNBUFFERED": "1"}
+    tail = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "tail",
+        "t/*",
+        "--last-event-id",
+        "1",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert tail.stdout is not None
+        async with asyncio.timeout(60):
+            assert (await tail.stdout.readline()).decode().strip() == "2 two"
+            assert (
+                await arun("publish", "t/b", "three", "--event", "kind", dsn=dsn)
+            ).returncode == 0
+            assert (await tail.stdout.readline()).decode().strip() == "3 (kind) three"
+    finally:
+        tail.terminate()
+        await tail.wait()
+
+
+async def test_migrate_is_idempotent(fresh_db: str) -> None:
+    first = await arun("migrate", dsn=fresh_db)
+    assert first.returncode == 0, first.stderr
+    assert "0001_events.sql" in first.stdout
+    second = await arun("migrate", "--dsn", fresh_db)
+    assert second.stdout.strip() == "nothing to apply"
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate", "publish", "tail"])
+def test_help_for_each_command(command: str) -> None:
+    result = run(command, "--help")
+    assert result.returncode == 0
+    assert "usage: sse-hub " + command in result.stdout
+
+
+def test_top_level_help_lists_commands() -> None:
+    result = run("--help")
+    for command in ("serve", "migrate", "publish", "tail"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--port", "70000"], "--port"),
+        (["--retention", "3w"], "--retention"),
+        (["--jwt-public-key", "/nonexistent.pem"], "--jwt-public-key"),
+        (["--host", "0.0.0.0"], "--host"),
+        (["--heartbeat", "soon"], "--heartbeat"),
+    ],
+)
+def test_bad_serve_values_stop_with_one_line(args: list[str], flag: str) -> None:
+    result = run("serve", *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert flag in lines[0]
+
+
+def test_bad_environment_value_names_the_flag() -> None:
+    env = {**os.environ, "SSE_HUB_PORT": "nope"}
+    result = subprocess.run(
+        [*COMMAND, "serve"], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("sse-hub: error: --port:")
+
+
+def test_unknown_flag_is_one_line() -> None:
+    result = run("serve", "--no-such-flag")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,175 @@
+"""Hub processes end to end: several hubs on one database, workers, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.processes import HubProcess
+from tests.sse_client import SSEStream, open_stream
+from tests.waiting import wait_until
+
+
+@pytest.fixture
+async def hubs() -> AsyncIterator[Callable[..., HubProcess]]:
+    started: list[HubProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> HubProcess:
+        process = HubProcess(list(args), env=env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+async def _post(url: str, topic: str, data: str) -> int:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "/events", json={"topic": topic, "data": data}) as response,
+    ):
+        assert response.status == 201, await response.text()
+        return int((await response.json())["id"])
+
+
+async def test_two_hub_processes_share_one_database(
+    hubs: Callable[..., HubProcess], dsn: str
+) -> None:
+    one, two = hubs("--dsn", dsn), hubs("--dsn", dsn)
+    await asyncio.gather(one.wait_healthy(), two.wait_healthy())
+    streams = [
+        await open_stream(one.port, "/events?topic=m"),
+        await open_stream(two.port, "/events?topic=m"),
+    ]
+    try:
+        for stream in streams:
+            await stream.next_frame()
+        ids = [await _post(one.url, "m", "via one"), await _post(two.url, "m", "via two")]
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("SELECT sse_hub.publish('m', 'via sql')")
+        finally:
+            await conn.close()
+        for stream in streams:
+            events = await stream.events(3)
+            assert [e.data for e in events] == ["via one", "via two", "via sql"]
+            assert [int(e.id or 0) for e in events][:2] == ids
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+async def test_sigterm_ends_every_stream_cleanly(hubs: Callable[..., HubProcess], dsn: str) -> None:
+    hub = hubs("--dsn", dsn, "--shutdown-timeout", "10")
+    await hub.wait_healthy()
+    streams: list[SSEStream] = []
+    try:
+        for n in range(200):
+            streams.append(await open_stream(hub.port, f"/events?topic=s/{n % 7}"))
+        for stream in streams:
+            await stream.next_frame()
+        hub.signal(signal.SIGTERM)
+        await asyncio.gather(*(stream.read_until_end(timeout_s=30) for stream in streams))
+        assert all(stream.ended_cleanly for stream in streams)
+        assert await hub.wait_exit(30) == 0
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+async def test_workers_share_the_port(hubs: Callable[..., HubProcess], dsn: str) -> None:
+    hub = hubs("--dsn", dsn, "--workers", "2")
+    await hub.wait_healthy()
+    await wait_until(lambda: len(_children(hub.process.pid)) == 2, timeout_s=60)
+    streams = [await open_stream(hub.port, "/events?topic=w") for _ in range(12)]
+    try:
+        for stream in streams:
+            await stream.next_frame()
+        event_id = await _post(hub.url, "w", "to all workers")
+        for stream in streams:
+            event = await stream.next_event()
+            assert (event.data, int(event.id or 0)) == ("to all workers", event_id)
+        hub.signal(signal.SIGTERM)
+        for stream in streams:
+            await stream.read_until_end()
+            assert stream.ended_cleanly
+        assert await hub.wait_exit(60) == 0
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def _postgres_of(data_dir: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            cmdline
+            and cmdline[0].endswith(b"postgres")
+            and str(data_dir).encode() in b" ".join(cmdline)
+        ):
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def data_dir() -> AsyncIterator[Path]:  # type: ignore[misc]
+    folder = Path(tempfile.mkdtemp(prefix="sse-hub-test-data-"))
+    folder.chmod(0o755)
+    yield folder / "state"
+    subprocess.run(["rm", "-rf", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+async def test_embedded_database_stops_with_the_hub(
+    hubs: Callable[..., HubProcess], data_dir: Path, signum: int
+) -> None:
+    env = {k: "" for k in ("SSE_HUB_DSN", "DATABASE_URL")}
+    hub = hubs("--data-dir", str(data_dir), env=env)
+    await hub.wait_healthy()
+    await _post(hub.url, "e", "kept")
+    servers = _postgres_of(data_dir)
+    assert servers, "the hub started no embedded PostgreSQL"
+    hub.signal(signum)
+    code = await hub.wait_exit(60)
+    assert code == (0 if signum == signal.SIGTERM else -signal.SIGKILL)
+    await wait_until(lambda: not any(_alive(pid) for pid in servers), timeout_s=60)
+    # the data is kept between runs
+    again = hubs("--data-dir", str(data_dir), env=env)
+    await again.wait_healthy()
+    stream = await open_stream(again.port, "/events?topic=e&lastEventID=earliest")
+    try:
+        assert (await stream.next_event()).data == "kept"
+    finally:
+        stream.close()
+    assert (data_dir / "pgdata" / "PG_VERSION").is_file()
