@@ -21,13 +21,7 @@ from sse_hub.config import (
 )
 from sse_hub.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from sse_hub.errors import ConfigError, HubError
-from sse_hub.events import (
-    NewEvent,
-    parse_patterns,
-    validate_data,
-    validate_event_type,
-    validate_topic,
-)
+from sse_hub.events import new_event, parse_patterns
 from sse_hub.migrate import MigrationError, migrate_dsn
 from sse_hub.replay import parse_resume
 
@@ -188,11 +182,7 @@ def _publish(args: argparse.Namespace) -> int:
         data = sys.stdin.read()
     else:
         data = args.data
-    event = NewEvent(
-        topic=validate_topic(args.topic),
-        data=validate_data(data, max_bytes=Settings().max_data_bytes),
-        event=validate_event_type(args.event),
-    )
+    event = new_event(args.topic, data, args.event, max_data_bytes=Settings().max_data_bytes)
 
     async def work(dsn: str) -> int:
         import asyncpg

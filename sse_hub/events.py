@@ -7,6 +7,7 @@ other clients' streams, so it never gets past this module.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -74,6 +75,24 @@ def validate_data(data: str, *, max_bytes: int) -> str:
     if size > max_bytes:
         raise PayloadTooLarge(f"data is {size} bytes; the limit is {max_bytes} bytes")
     return data
+
+
+def data_to_text(value: object) -> str:
+    """Event data as sent on the wire: strings as they are, anything else as compact JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def new_event(
+    topic: object, data: object, event: object = None, *, max_data_bytes: int
+) -> NewEvent:
+    """Validate one event from any source (HTTP, CLI, Python)."""
+    return NewEvent(
+        topic=validate_topic(topic),
+        data=validate_data(data_to_text(data), max_bytes=max_data_bytes),
+        event=validate_event_type(event),
+    )
 
 
 def _require_utf8(text: str, what: str) -> None:

@@ -18,7 +18,7 @@ from sse_hub import store
 from sse_hub.broker import InMemoryBroker
 from sse_hub.committer import GroupCommitter
 from sse_hub.config import Settings
-from sse_hub.events import NewEvent, TopicPattern
+from sse_hub.events import NewEvent, TopicPattern, new_event
 from sse_hub.feed import Feed
 from sse_hub.listener import Relay
 from sse_hub.replay import Resume
@@ -79,7 +79,19 @@ class Hub:
             if self.retention is not None:
                 stack.push_async_callback(self.retention.close)
 
-    async def publish(self, events: list[NewEvent]) -> list[int]:
+    async def publish(self, topic: str, data: object, event: str | None = None) -> int:
+        """Publish one event from Python code; returns its id once it is committed.
+
+        ``data`` is sent as is when it is a string, else as compact JSON. Bad
+        values raise the same errors (``InvalidInput``, ``PayloadTooLarge``) the
+        HTTP API answers with.
+        """
+        (event_id,) = await self.publish_events(
+            [new_event(topic, data, event, max_data_bytes=self.settings.max_data_bytes)]
+        )
+        return event_id
+
+    async def publish_events(self, events: list[NewEvent]) -> list[int]:
         """Store validated events atomically and in order; their ids."""
         ids = await self.committer.append(events)
         self.counters.events_published += len(ids)

@@ -20,7 +20,7 @@ from sse_hub.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from sse_hub.events import NewEvent, validate_data, validate_event_type, validate_topic
+from sse_hub.events import NewEvent, new_event
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB
 
@@ -53,12 +53,6 @@ def _parse_json(body: bytes) -> Any:
         raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
 
 
-def _data_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def _event_from_object(item: Any, *, where: str, max_data_bytes: int) -> NewEvent:
     if not isinstance(item, dict):
         raise InvalidInput(f"{where}must be a JSON object with topic and data")
@@ -72,10 +66,8 @@ def _event_from_object(item: Any, *, where: str, max_data_bytes: int) -> NewEven
     if "data" not in item:
         raise InvalidInput(f"{where}data is required")
     try:
-        return NewEvent(
-            topic=validate_topic(item["topic"]),
-            data=validate_data(_data_text(item["data"]), max_bytes=max_data_bytes),
-            event=validate_event_type(item.get("event")),
+        return new_event(
+            item["topic"], item["data"], item.get("event"), max_data_bytes=max_data_bytes
         )
     except (InvalidInput, PayloadTooLarge) as exc:
         raise type(exc)(where + exc.detail) from None
@@ -114,10 +106,8 @@ def event_from_form(body: bytes, *, max_data_bytes: int) -> NewEvent:
         raise InvalidInput("topic is required")
     if "data" not in fields:
         raise InvalidInput("data is required")
-    return NewEvent(
-        topic=validate_topic(fields["topic"]),
-        data=validate_data(fields["data"], max_bytes=max_data_bytes),
-        event=validate_event_type(fields.get("event") or None),
+    return new_event(
+        fields["topic"], fields["data"], fields.get("event") or None, max_data_bytes=max_data_bytes
     )
 
 
@@ -139,6 +129,6 @@ async def publish_events(request: web.Request) -> web.Response:
         )
     else:
         events, batch = [event_from_form(body, max_data_bytes=settings.max_data_bytes)], False
-    ids = await hub.publish(events)
+    ids = await hub.publish_events(events)
     payload: dict[str, Any] = {"ids": ids} if batch else {"id": ids[0]}
     return web.json_response(payload, status=201)
