@@ -18,8 +18,10 @@ START_TIMEOUT_S = 60.0
 
 
 class HubProcess:
-    def __init__(self, args: list[str], *, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, args: list[str], *, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.log_path = Path(f"/tmp/sse-hub-test-{os.getpid()}-{self.port}.log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(

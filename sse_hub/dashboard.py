@@ -1,0 +1,55 @@
+"""``GET /``: the live dashboard, three static files shipped in the package.
+
+The page uses only relative URLs, so it works wherever the hub is mounted
+(``/`` or ``/realtime/``), and makes no request outside the hub.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from aiohttp import web
+
+_FILES = {
+    "index.html": "text/html",
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+}
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def _load() -> dict[str, bytes]:
+    folder = resources.files("sse_hub") / "static"
+    return {name: (folder / name).read_bytes() for name in _FILES}
+
+
+def add_dashboard(app: web.Application) -> None:
+    files = _load()
+
+    def respond(name: str) -> web.Response:
+        return web.Response(
+            body=files[name],
+            content_type=_FILES[name],
+            charset="utf-8",
+            headers=_SECURITY_HEADERS,
+        )
+
+    async def index(request: web.Request) -> web.Response:
+        return respond("index.html")
+
+    async def static(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in files or name == "index.html":
+            raise web.HTTPNotFound()
+        return respond(name)
+
+    app.router.add_get("/", index)
+    app.router.add_get("/static/{name}", static)
