@@ -24,6 +24,7 @@ from sse_hub.errors import ConfigError, HubError
 from sse_hub.events import new_event, parse_patterns
 from sse_hub.migrate import MigrationError, migrate_dsn
 from sse_hub.replay import parse_resume
+from sse_hub.terminal import render_json, render_text
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -110,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("topics", nargs="+", metavar="TOPIC")
     tail.add_argument("--last-event-id", help="replay what came after this id first (or earliest)")
+    tail.add_argument(
+        "--json", action="store_true", help="print one JSON object per event, for scripts"
+    )
     _add_dsn(tail)
     return parser
 
@@ -213,11 +217,13 @@ def _tail(args: argparse.Namespace) -> int:
         feed = hub.feed(patterns, resume)
         await feed.open()
         parser = frames.FrameParser()
+        colour = sys.stdout.isatty() and not args.json
         try:
             while True:
                 chunk = await feed.next_chunk(TAIL_HEARTBEAT_S)
                 for frame in parser.feed(chunk or b""):
-                    _print_frame(frame)
+                    line = render_json(frame) if args.json else render_text(frame, colour=colour)
+                    print(line, flush=True)
         except FeedClosed:
             return EXIT_OK
         finally:
@@ -225,11 +231,3 @@ def _tail(args: argparse.Namespace) -> int:
             await hub.close()
 
     return _with_database(args, work)
-
-
-def _print_frame(frame: frames.ParsedFrame) -> None:
-    if frame.event == frames.RESET_EVENT:
-        print(f"-- reset: {frame.data}", flush=True)
-        return
-    label = f" ({frame.event})" if frame.event else ""
-    print(f"{frame.id}{label} {frame.data}", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -81,6 +82,30 @@ async def test_tail_replays_and_follows(dsn: str) -> None:
                 await arun("publish", "t/b", "three", "--event", "kind", dsn=dsn)
             ).returncode == 0
             assert (await tail.stdout.readline()).decode().strip() == "3 (kind) three"
+    finally:
+        tail.terminate()
+        await tail.wait()
+
+
+async def test_tail_json_for_scripts(dsn: str) -> None:
+    assert (await arun("publish", "j", '{"k": 1}', "--event", "e", dsn=dsn)).returncode == 0
+    env = {**os.environ, "SSE_HUB_DSN": dsn}
+    tail = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "tail",
+        "j",
+        "--json",
+        "--last-event-id",
+        "earliest",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert tail.stdout is not None
+        async with asyncio.timeout(60):
+            line = (await tail.stdout.readline()).decode()
+        assert json.loads(line) == {"id": 1, "event": "e", "data": '{"k": 1}'}
     finally:
         tail.terminate()
         await tail.wait()

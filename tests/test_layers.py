@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sse_hub"
 
 LAYERS: list[tuple[str, set[str], set[str]]] = [
     # (layer, modules, third-party packages it may import)
-    ("pure", {"errors", "config", "events", "frames", "replay", "ranges"}, set()),
+    ("pure", {"errors", "config", "events", "frames", "replay", "ranges", "terminal"}, set()),
     ("asyncio", {"subscriber", "broker", "tasks"}, set()),
     (
         "database",
