@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from sse_hub.config import Settings
+from sse_hub.config import Settings, load_settings
 from sse_hub.dashboard import add_dashboard
 from sse_hub.embedded_pg import EmbeddedPostgres
 from sse_hub.hub import Hub
@@ -73,3 +73,11 @@ def create_app(settings: Settings, *, pg_bindir: str | None = None) -> web.Appli
     app.router.add_get("/healthz", healthz)
     add_dashboard(app)
     return app
+
+
+def app_from_environment() -> web.Application:
+    """The hub configured by ``SSE_HUB_*`` variables alone (for gunicorn and other runners).
+
+    ``gunicorn 'sse_hub.app:app_from_environment()' --worker-class aiohttp.GunicornWebWorker``
+    """
+    return create_app(load_settings({}))
