@@ -32,6 +32,14 @@ browser:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Benchmarks (not part of `make test`): the hub against nchan and sse-starlette.
+# BENCH_QUICK=1 for a ~3 minute run, BENCH_SCENARIOS=fanout,idle for a subset,
+# BENCH_ARGS for any other flag of `python -m bench.run --help`.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	bash bench/setup.sh $(BIN)/python
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -1,0 +1,232 @@
+"""The scenarios: what the client does for each, with full and quick sizes, and what is reported.
+
+A ``Metric`` names one figure of a client result, its unit and which way is
+better; the report takes the median over repeats and the hub/peer ratio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+HIGHER = "higher"
+LOWER = "lower"
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    better: str
+    scale: float = 1.0  # multiply the client's figure by this for display
+    digits: int = 1
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    client: str  # the client's scenario function
+    title: str
+    params: dict[str, Any]
+    quick: dict[str, Any]
+    metrics: tuple[Metric, ...]
+    targets: tuple[str, ...] = ("hub", "nchan", "starlette")
+    client_bound_check: bool = False
+    notes: str = ""
+    timeout_s: float = 300.0
+
+    def params_for(self, *, quick: bool) -> dict[str, Any]:
+        return {**self.params, **(self.quick if quick else {})}
+
+
+RSS_MIB = Metric("peak_rss_kib", "server peak RSS (MiB)", LOWER, 1 / 1024, 1)
+CLIENT_CPU = Metric("client_cpu_util", "load client CPU (cores)", LOWER, 1.0, 2)
+SERVER_UTIL = Metric("server_cpu_util", "server CPU (cores)", LOWER, 1.0, 2)
+
+BROADCAST_METRICS = (
+    Metric("delivered_per_s", "delivered events/s", HIGHER, 1.0, 0),
+    Metric("server_us_per_delivery", "server CPU µs per delivered event", LOWER, 1.0, 2),
+    Metric("latency_p50_ms", "p50 publish→receive (ms)", LOWER, 1.0, 2),
+    Metric("latency_p99_ms", "p99 publish→receive (ms)", LOWER, 1.0, 2),
+    RSS_MIB,
+    SERVER_UTIL,
+    Metric("db_us_per_delivery", "PostgreSQL CPU µs per delivered event", LOWER, 1.0, 2),
+    CLIENT_CPU,
+)
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        name="fanout",
+        client="broadcast",
+        title="fan-out: 1,000 subscribers on one topic",
+        params={
+            "subscribers": 1000,
+            "topics": 1,
+            "publishers": 4,
+            "batch": 1,
+            "window_events": 20,
+            "sample_every": 50,
+            "warmup_s": 2.0,
+            "measure_s": 10.0,
+            "connect_timeout_s": 60.0,
+        },
+        quick={"warmup_s": 1.0, "measure_s": 3.0},
+        metrics=BROADCAST_METRICS,
+        client_bound_check=True,
+        notes="each publish goes to every subscriber; publishers keep at most 20 events "
+        "in flight, so the rate is what the target sustains end to end",
+    ),
+    Scenario(
+        name="topics",
+        client="broadcast",
+        title="topics: 1,000 subscribers, each on its own topic",
+        params={
+            "subscribers": 1000,
+            "topics": 1000,
+            "publishers": 16,
+            "batch": 100,
+            "window_events": 2000,
+            "sample_every": 50,
+            "warmup_s": 2.0,
+            "measure_s": 10.0,
+            "connect_timeout_s": 60.0,
+        },
+        quick={"warmup_s": 1.0, "measure_s": 3.0},
+        metrics=BROADCAST_METRICS,
+        client_bound_check=True,
+        notes="events round-robin over the topics; the hub takes batches of 100 per POST, "
+        "nchan and sse-starlette one event per POST (their APIs have no batch)",
+    ),
+    Scenario(
+        name="idle",
+        client="idle",
+        title="idle: open streams, nothing published",
+        params={"streams": 10_000, "settle_s": 3.0, "connect_timeout_s": 120.0},
+        quick={"streams": 2000, "settle_s": 1.5},
+        metrics=(
+            Metric("rss_per_stream_kib", "server RSS per idle stream (KiB)", LOWER, 1.0, 2),
+            Metric("rss_kib", "server RSS with all streams (MiB)", LOWER, 1 / 1024, 1),
+            Metric("streams_per_s", "streams opened per second", HIGHER, 1.0, 0),
+            Metric("server_us_per_stream_open", "server CPU µs per stream opened", LOWER, 1.0, 0),
+        ),
+        notes="RSS growth of the server's processes from one warm stream to N, "
+        "divided by N, sampled after the streams settle",
+    ),
+    Scenario(
+        name="latency",
+        client="latency",
+        title="latency: 100 subscribers, 1,000 events/s steady",
+        params={
+            "subscribers": 100,
+            "rate": 1000.0,
+            "publishers": 16,
+            "sample_every": 5,
+            "warmup_s": 2.0,
+            "measure_s": 10.0,
+            "connect_timeout_s": 60.0,
+        },
+        quick={"warmup_s": 1.0, "measure_s": 4.0},
+        metrics=(
+            Metric("latency_p50_ms", "p50 publish→receive (ms)", LOWER, 1.0, 2),
+            Metric("latency_p99_ms", "p99 publish→receive (ms)", LOWER, 1.0, 2),
+            Metric("latency_p999_ms", "p99.9 publish→receive (ms)", LOWER, 1.0, 2),
+            Metric("delivered_per_s", "delivered events/s", HIGHER, 1.0, 0),
+            Metric("server_us_per_delivery", "server CPU µs per delivered event", LOWER, 1.0, 2),
+            CLIENT_CPU,
+        ),
+        client_bound_check=True,
+        notes="open loop: one POST per event at a fixed rate on 16 keep-alive connections; "
+        "latency sampled on 20 of the 100 streams, send time taken just before the POST",
+    ),
+    Scenario(
+        name="publish",
+        client="publish",
+        title="publish: 50 concurrent publishers, one event per request",
+        params={
+            "publishers": 50,
+            "batch": 1,
+            "warmup_s": 1.0,
+            "measure_s": 8.0,
+        },
+        quick={"measure_s": 3.0},
+        metrics=(
+            Metric("accepted_per_s", "events/s accepted", HIGHER, 1.0, 0),
+            Metric("server_us_per_event", "server CPU µs per event", LOWER, 1.0, 1),
+            Metric("db_us_per_event", "PostgreSQL CPU µs per event", LOWER, 1.0, 1),
+            CLIENT_CPU,
+        ),
+        notes="the hub's figure is through PostgreSQL (committed); nchan's and "
+        "sse-starlette's are in memory",
+    ),
+    Scenario(
+        name="publish-batch",
+        client="publish",
+        title="publish: 50 concurrent publishers, batches of 100 events",
+        params={
+            "publishers": 50,
+            "batch": 100,
+            "warmup_s": 1.0,
+            "measure_s": 8.0,
+        },
+        quick={"measure_s": 3.0},
+        metrics=(
+            Metric("accepted_per_s", "events/s accepted", HIGHER, 1.0, 0),
+            Metric("server_us_per_event", "server CPU µs per event", LOWER, 1.0, 2),
+            Metric("db_us_per_event", "PostgreSQL CPU µs per event", LOWER, 1.0, 2),
+        ),
+        targets=("hub",),
+        notes="only the hub takes batches",
+    ),
+    Scenario(
+        name="replay",
+        client="replay",
+        title="replay: one client resuming 100,000 events behind",
+        params={
+            "events": 100_000,
+            "publishers": 8,
+            "fill_timeout_s": 120.0,
+            "read_timeout_s": 120.0,
+        },
+        quick={"events": 20_000},
+        metrics=(
+            Metric("replayed_per_s", "events/s to one client", HIGHER, 1.0, 0),
+            Metric("server_us_per_event", "server CPU µs per event", LOWER, 1.0, 2),
+            Metric("db_cpu_s", "PostgreSQL CPU s", LOWER, 1.0, 2),
+            CLIENT_CPU,
+        ),
+        targets=("hub", "nchan"),
+        client_bound_check=True,
+        notes="the hub reads history from PostgreSQL (Last-Event-ID); nchan from its "
+        "in-memory buffer (first message 'oldest'); sse-starlette keeps no history",
+        timeout_s=400.0,
+    ),
+    Scenario(
+        name="file",
+        client="download",
+        title="file: one 2 GiB download",
+        params={"size": 2 * GIB, "timeout_s": 300.0, "path": "/files/bench-file.bin"},
+        quick={"size": GIB // 4},
+        metrics=(
+            Metric("mb_per_s", "MB/s", HIGHER, 1.0, 0),
+            Metric("server_cpu_s_per_gib", "server CPU s per GiB", LOWER, 1.0, 2),
+            CLIENT_CPU,
+        ),
+        targets=("hub", "nchan"),
+        client_bound_check=True,
+        notes="the nchan column is the same nginx serving the file statically (sendfile on)",
+        timeout_s=400.0,
+    ),
+)
+
+SCENARIOS_BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    target: str
+    repeat: int
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None

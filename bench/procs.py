@@ -1,0 +1,102 @@
+"""CPU time and memory of a process and its descendants, read from ``/proc`` (Linux).
+
+CPU is ``utime + stime`` of every thread of each process (``/proc/<pid>/stat``),
+plus ``cutime + cstime`` of the root for children it has already reaped (a
+PostgreSQL backend that exited mid-run). Memory is ``VmRSS`` (resident now) and
+``VmHWM`` (the peak resident size over the process's life) from
+``/proc/<pid>/status``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    cpu_s: float
+    pids: tuple[int, ...]
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read().decode("latin-1")
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def parent_of(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every live process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        parent = parent_of(int(entry))
+        if parent is not None:
+            children.setdefault(parent, []).append(int(entry))
+    found: list[int] = []
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        if pid in found:
+            continue
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def process_cpu_s(pid: int, *, include_reaped: bool = False) -> float:
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    # After the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
+    ticks = int(fields[11]) + int(fields[12])
+    if include_reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLOCK_TICKS_PER_S
+
+
+def tree_cpu(root: int) -> CpuSample:
+    pids = tuple(descendants(root))
+    total = sum(process_cpu_s(pid, include_reaped=pid == root) for pid in pids)
+    return CpuSample(total, pids)
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in KiB; zeros when the process is gone."""
+    rss = hwm = 0
+    try:
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"VmRSS:"):
+                    rss = int(line.split()[1])
+                elif line.startswith(b"VmHWM:"):
+                    hwm = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, hwm
+
+
+def tree_memory_kib(pids: tuple[int, ...] | list[int]) -> tuple[int, int]:
+    rss = hwm = 0
+    for pid in pids:
+        one_rss, one_hwm = memory_kib(pid)
+        rss += one_rss
+        hwm += one_hwm
+    return rss, hwm
+
+
+def own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system

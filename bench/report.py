@@ -1,0 +1,210 @@
+"""Medians, spread and ratios over repeated runs, as a markdown table and as JSON."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from bench.plan import HIGHER, SCENARIOS_BY_NAME, Metric, RunResult, Scenario
+
+PEERS = ("nchan", "starlette")
+TARGET_ORDER = ("hub", "nchan", "starlette")
+CLIENT_BOUND_UTIL = 0.85  # of one core: the client's single thread is the limit
+
+
+@dataclass(frozen=True)
+class Figure:
+    median: float
+    low: float
+    high: float
+    count: int
+    client_bound: int  # runs where the load client's CPU was the limit
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "median": self.median,
+            "min": self.low,
+            "max": self.high,
+            "runs": self.count,
+            "client_bound_runs": self.client_bound,
+        }
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return None if math.isnan(value) else float(value)
+
+
+def figure(runs: list[RunResult], metric: Metric, *, check_client: bool) -> Figure | None:
+    values: list[float] = []
+    bound = 0
+    for run in runs:
+        if run.error is not None:
+            continue
+        value = _number(run.result.get(metric.key))
+        if value is None:
+            continue
+        values.append(value * metric.scale)
+        if check_client and run.result.get("client_cpu_util", 0.0) >= CLIENT_BOUND_UTIL:
+            bound += 1
+    if not values:
+        return None
+    return Figure(statistics.median(values), min(values), max(values), len(values), bound)
+
+
+def summarise(results: list[RunResult]) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+    """scenario -> metric key -> target -> figure (as a dict)."""
+    summary: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    for name in dict.fromkeys(run.scenario for run in results):
+        scenario = SCENARIOS_BY_NAME[name]
+        per_metric: dict[str, dict[str, dict[str, Any]]] = {}
+        for metric in scenario.metrics:
+            per_target: dict[str, dict[str, Any]] = {}
+            for target in TARGET_ORDER:
+                runs = [r for r in results if r.scenario == name and r.target == target]
+                fig = figure(runs, metric, check_client=scenario.client_bound_check)
+                if fig is not None:
+                    per_target[target] = fig.as_dict()
+            per_metric[metric.key] = per_target
+        summary[name] = per_metric
+    return summary
+
+
+def _format(value: float, digits: int) -> str:
+    if abs(value) >= 10_000:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def _cell(fig: dict[str, Any] | None, metric: Metric) -> str:
+    if fig is None:
+        return "n/a"
+    text = _format(fig["median"], metric.digits)
+    if fig["runs"] > 1:
+        text += f" ({_format(fig['min'], metric.digits)}–{_format(fig['max'], metric.digits)})"
+    if fig["client_bound_runs"]:
+        text += " †"
+    return text
+
+
+def ratio(hub: dict[str, Any] | None, peer: dict[str, Any] | None) -> float | None:
+    if hub is None or peer is None or peer["median"] == 0:
+        return None
+    return float(hub["median"]) / float(peer["median"])
+
+
+def _ratio_cell(value: float | None, metric: Metric) -> str:
+    if value is None:
+        return "–"
+    good = value >= 1 if metric.better == HIGHER else value <= 1
+    return f"{value:.2f}{'' if good else ' ✗'}"
+
+
+def markdown(summary: dict[str, Any], *, repeats: int) -> str:
+    lines = [
+        "| scenario | metric | better | hub | nchan | sse-starlette | hub/nchan | hub/starlette |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, per_metric in summary.items():
+        scenario: Scenario = SCENARIOS_BY_NAME[name]
+        for index, metric in enumerate(scenario.metrics):
+            figs = per_metric.get(metric.key, {})
+            hub = figs.get("hub")
+            cells = [_cell(figs.get(target), metric) for target in TARGET_ORDER]
+            ratios = [_ratio_cell(ratio(hub, figs.get(peer)), metric) for peer in PEERS]
+            arrow = "↑" if metric.better == HIGHER else "↓"
+            label = name if index == 0 else ""
+            lines.append(
+                f"| {label} | {metric.label} | {arrow} | " + " | ".join(cells + ratios) + " |"
+            )
+    lines.append("")
+    lines.append(
+        f"Medians of {repeats} run(s) per target, (min–max) when repeated; targets alternate "
+        "within each repeat. † = in at least one run the load client used ≥ "
+        f"{CLIENT_BOUND_UTIL:.0%} of a core (it, not the server, was the limit: compare server "
+        "CPU per event there). ✗ = the hub is worse than that peer on this figure."
+    )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Goal:
+    text: str
+    scenario: str
+    metric: str
+    limit: float
+    better: str
+    relative_to: str | None = None  # a peer: the limit is a multiple of its figure
+
+
+GOALS: tuple[Goal, ...] = (
+    Goal("fan-out server CPU per delivered event ≤ nchan's", "fanout",
+         "server_us_per_delivery", 1.0, "lower", "nchan"),
+    Goal("fan-out delivered events/s ≥ nchan's", "fanout", "delivered_per_s", 1.0, "higher",
+         "nchan"),
+    Goal("≤ 10 KiB server RSS per idle stream", "idle", "rss_per_stream_kib", 10.0, "lower"),
+    Goal("≥ 20,000 events/s published through PostgreSQL (one event per POST)", "publish",
+         "accepted_per_s", 20_000, "higher"),
+    Goal("≥ 20,000 events/s published through PostgreSQL (batches of 100)", "publish-batch",
+         "accepted_per_s", 20_000, "higher"),
+    Goal("p99 publish→receive ≤ 5 ms at 1,000 events/s × 100 subscribers", "latency",
+         "latency_p99_ms", 5.0, "lower"),
+    Goal("replay ≥ 200,000 events/s to one client", "replay", "replayed_per_s", 200_000,
+         "higher"),
+    Goal("file download ≥ 50% of nginx's MB/s", "file", "mb_per_s", 0.5, "higher", "nchan"),
+)  # fmt: skip
+
+
+def goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for goal in GOALS:
+        figs = summary.get(goal.scenario, {}).get(goal.metric, {})
+        hub = figs.get("hub")
+        row: dict[str, Any] = {"goal": goal.text, "scenario": goal.scenario}
+        if hub is None:
+            rows.append({**row, "measured": None, "reached": None, "note": "not measured"})
+            continue
+        measured = float(hub["median"])
+        if goal.relative_to is not None:
+            peer = figs.get(goal.relative_to)
+            if peer is None:
+                rows.append({**row, "measured": measured, "reached": None, "note": "no peer"})
+                continue
+            value = measured / float(peer["median"])
+            shown = f"{value:.2f}× {goal.relative_to} ({measured:,.2f} vs {peer['median']:,.2f})"
+        else:
+            value = measured
+            shown = f"{measured:,.2f}"
+        reached = value <= goal.limit if goal.better == "lower" else value >= goal.limit
+        factor = value / goal.limit if goal.limit else math.inf
+        if goal.better == "lower":
+            gap = "" if reached else f"{factor:.2f}× over the limit"
+        else:
+            gap = "" if reached else f"{factor:.0%} of the goal"
+        rows.append(
+            {
+                **row,
+                "measured": measured,
+                "value": value,
+                "shown": shown,
+                "reached": reached,
+                "note": gap,
+                "client_bound_runs": hub.get("client_bound_runs", 0),
+            }
+        )
+    return rows
+
+
+def goals_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| target | measured (hub) | reached | by how much |", "|---|---|---|---|"]
+    for row in rows:
+        if row["reached"] is None:
+            lines.append(f"| {row['goal']} | {row['note']} | – | – |")
+            continue
+        mark = "yes" if row["reached"] else "no"
+        bound = " †" if row.get("client_bound_runs") else ""
+        lines.append(f"| {row['goal']} | {row['shown']}{bound} | {mark} | {row['note'] or '–'} |")
+    return "\n".join(lines)

@@ -1,0 +1,486 @@
+"""``make bench``: the hub against nchan and sse-starlette, same client, same machine, same run.
+
+For each scenario and each repeat, every target is started fresh, measured by
+the load client (``bench.client``, its own process) and stopped; the order of
+targets rotates between repeats so that no target always runs first (or last)
+on a noisy machine. The report gives medians with (min–max), the hub/peer
+ratios, and the issue's targets; JSON and markdown go to ``bench-results/``.
+Then, unless ``--no-profile``, py-spy records the hub under fan-out and idle,
+and tracemalloc shows where an idle stream's memory goes.
+
+    python -m bench.run                  # everything (about 15 minutes)
+    python -m bench.run --quick          # smaller and shorter (about 3 minutes)
+    python -m bench.run -s fanout -s idle --targets hub,nchan --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import profiles, report
+from bench.plan import SCENARIOS, SCENARIOS_BY_NAME, RunResult, Scenario
+from bench.targets import (
+    HubTarget,
+    NchanTarget,
+    Server,
+    StarletteTarget,
+    Target,
+    hub_serves_files,
+    nchan_module,
+    nginx_binary,
+)
+from sse_hub.embedded_pg import EmbeddedPostgres
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT_MARGIN_S = 120.0
+PAUSE_BETWEEN_RUNS_S = 1.0
+FILE_BLOCK = 1 << 20
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Stop(Exception):
+    """SIGTERM: unwind like Ctrl-C, stopping every server on the way out."""
+
+
+def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise Stop("terminated")
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def make_file(folder: Path, name: str, size: int) -> Path:
+    """A file of ``size`` pseudo-random bytes (one random MiB repeated), reused when present."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if path.is_file() and path.stat().st_size == size:
+        return path
+    block = random.randbytes(FILE_BLOCK)
+    with open(path, "wb") as handle:
+        written = 0
+        while written < size:
+            piece = block[: min(FILE_BLOCK, size - written)]
+            handle.write(piece)
+            written += len(piece)
+    os.chmod(folder, 0o755)
+    os.chmod(path, 0o644)
+    return path
+
+
+def run_client(
+    scenario: Scenario, target: Target, server: Server, db_pid: int | None, params: dict[str, Any]
+) -> dict[str, Any]:
+    spec = {
+        "scenario": scenario.client,
+        "dialect": target.dialect,
+        "host": "127.0.0.1",
+        "port": server.port,
+        "server_pid": server.pid,
+        "db_pid": db_pid if target.dialect == "hub" else None,
+        "params": {**params, "timeout_s": scenario.timeout_s},
+    }
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.client"],
+        input=json.dumps(spec).encode(),
+        stdout=subprocess.PIPE,
+        env=env,
+        timeout=scenario.timeout_s + CLIENT_MARGIN_S,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"client exited with {completed.returncode}")
+    result: dict[str, Any] = json.loads(completed.stdout.decode().strip().splitlines()[-1])
+    return result
+
+
+def _one_line(result: dict[str, Any], scenario: Scenario) -> str:
+    parts = []
+    for metric in scenario.metrics[:3]:
+        value = result.get(metric.key)
+        if isinstance(value, int | float):
+            parts.append(f"{metric.label} {value * metric.scale:,.2f}")
+    if result.get("errors"):
+        parts.append(f"errors: {result['errors'][:2]}")
+    return "; ".join(parts)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.quick: bool = args.quick
+        self.results: list[RunResult] = []
+        self.db: EmbeddedPostgres | None = None
+        self.dsn: str | None = args.dsn
+        self.files_dir = work / "files"
+        self.targets: dict[str, Target] = {}
+
+    # ---- set-up
+
+    def start_database(self) -> None:
+        if self.dsn:
+            say(f"PostgreSQL: {self.dsn} (given)")
+            return
+        if self.args.pg == "fast":
+            self.db = EmbeddedPostgres.throwaway()
+        else:
+            folder = Path(tempfile.mkdtemp(prefix="sse-hub-bench-pg-"))
+            os.chmod(folder, 0o755)
+            self.db = EmbeddedPostgres(folder, durable=True)
+        self.dsn = self.db.start()
+        say(f"PostgreSQL: embedded, {self.args.pg} ({self.db.data_dir}), pid {self.db.pid}")
+
+    def build_targets(self, names: list[str]) -> None:
+        for name in names:
+            if name == "hub":
+                assert self.dsn is not None
+                self.targets[name] = HubTarget(
+                    self.dsn, self.files_dir, workers=self.args.hub_workers
+                )
+            elif name == "nchan":
+                if nchan_module() is None or nginx_binary() is None:
+                    say("nchan: nginx or its nchan module is missing (run bench/setup.sh); skipped")
+                    continue
+                self.targets[name] = NchanTarget(self.files_dir)
+            elif name == "starlette":
+                self.targets[name] = StarletteTarget()
+
+    # ---- measured runs
+
+    def applicable(self, scenario: Scenario) -> list[str]:
+        names = [name for name in self.targets if name in scenario.targets]
+        if scenario.name == "file" and "hub" in names and not hub_serves_files():
+            say("file: this hub has no /files downloads yet (sse_hub.downloads); nginx only")
+            names.remove("hub")
+        return names
+
+    def run_scenario(self, scenario: Scenario, repeats: int) -> None:
+        params = scenario.params_for(quick=self.quick)
+        names = self.applicable(scenario)
+        if scenario.name == "file":
+            size = int(params["size"])
+            say(f"file: writing a {size / 2**30:.2f} GiB file")
+            make_file(self.files_dir, Path(params["path"]).name, size)
+        say(f"\n== {scenario.title} ({', '.join(names)}; {repeats} repeat(s))")
+        for repeat in range(repeats):
+            shift = repeat % max(1, len(names))
+            order = names[shift:] + names[:shift]
+            for name in order:
+                self.results.append(self.measure(scenario, name, repeat, params))
+                time.sleep(PAUSE_BETWEEN_RUNS_S)
+
+    def measure(
+        self, scenario: Scenario, name: str, repeat: int, params: dict[str, Any]
+    ) -> RunResult:
+        target = self.targets[name]
+        run = RunResult(scenario.name, name, repeat)
+        prefix = f"bench-{scenario.name}-r{repeat}-{random.randrange(1 << 30):x}"
+        server: Server | None = None
+        try:
+            server = target.start(self.work)
+            db_pid = self.db.pid if self.db is not None else None
+            run.result = run_client(
+                scenario, target, server, db_pid, {**params, "topic_prefix": prefix}
+            )
+            say(f"  {name:9s} #{repeat + 1}: {_one_line(run.result, scenario)}")
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError, OSError) as exc:
+            run.error = str(exc)[-2000:]
+            say(f"  {name:9s} #{repeat + 1}: FAILED: {run.error}")
+            if server is not None:
+                say(server.log_tail())
+        finally:
+            if server is not None:
+                server.stop()
+        return run
+
+    # ---- profiles
+
+    def profile(self, out: Path) -> str:
+        """py-spy under fan-out and idle, tracemalloc under idle; returns markdown."""
+        if "hub" not in self.targets or profiles.py_spy() is None:
+            return "(profiles skipped: no hub target or no py-spy)"
+        sections: list[str] = []
+        hub = self.targets["hub"]
+        assert isinstance(hub, HubTarget)
+        db_pid = self.db.pid if self.db is not None else None
+        for scenario_name in ("fanout", "idle"):
+            scenario = SCENARIOS_BY_NAME[scenario_name]
+            params = {
+                **scenario.params_for(quick=self.quick),
+                "topic_prefix": f"prof-{scenario_name}",
+            }
+            stacks = out / f"profile-{scenario_name}.collapsed.txt"
+            server = hub.start(self.work)
+            try:
+                if scenario_name == "fanout":
+                    delay = params["warmup_s"] + 1.5
+                    duration = params["measure_s"] - 1.5
+                else:
+                    delay, duration = params["settle_s"] + 0.5, 8.0
+                spy: list[subprocess.Popen[bytes]] = []
+
+                def launch(
+                    pid: int = server.pid,
+                    seconds: float = duration,
+                    path: Path = stacks,
+                    started: list[subprocess.Popen[bytes]] = spy,
+                ) -> None:
+                    started.append(profiles.start_py_spy(pid, seconds, path, out / "py-spy.log"))
+
+                result = self._client_with_side_job(
+                    scenario, hub, server, db_pid, params, delay, launch
+                )
+                for process in spy:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(timeout=60)
+            finally:
+                server.stop()
+            table, samples = (
+                profiles.summarise_stacks(stacks)
+                if stacks.exists()
+                else ("(py-spy failed; see py-spy.log)", 0)
+            )
+            sections.append(
+                f"### Hub CPU under {scenario_name} (py-spy, {samples} samples, "
+                f"`{stacks.name}`)\n\n{_one_line(result, scenario)}\n\n{table}"
+            )
+        sections.append(self.memory_profile(out))
+        return "\n\n".join(sections)
+
+    def _client_with_side_job(
+        self,
+        scenario: Scenario,
+        target: Target,
+        server: Server,
+        db_pid: int | None,
+        params: dict[str, Any],
+        delay_s: float,
+        side_job: Callable[[], None],
+    ) -> dict[str, Any]:
+        """Run the client; after ``delay_s`` start ``side_job`` (the profiler) alongside it."""
+        timer = threading.Timer(delay_s, side_job)
+        timer.start()
+        try:
+            return run_client(scenario, target, server, db_pid, params)
+        finally:
+            timer.cancel()
+
+    def memory_profile(self, out: Path) -> str:
+        assert self.dsn is not None
+        scenario = SCENARIOS_BY_NAME["idle"]
+        params = scenario.params_for(quick=self.quick)
+        snapshots = out / "tracemalloc"
+        snapshots.mkdir(exist_ok=True)
+        for old in snapshots.glob("snapshot-*"):
+            old.unlink()
+        traced = HubTarget(
+            self.dsn,
+            None,
+            name="hub-traced",
+            wrapper=["-m", "bench.hub_traced"],
+            env={
+                "BENCH_TRACEMALLOC_DIR": str(snapshots),
+                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            },
+        )
+        server = traced.start(self.work)
+        try:
+            params = {**params, "topic_prefix": "prof-mem", "snapshot_dir": str(snapshots)}
+            result = run_client(scenario, traced, server, None, params)
+        finally:
+            server.stop()
+        before, after = snapshots / "snapshot-0.pickle", snapshots / "snapshot-1.pickle"
+        if not (before.exists() and after.exists()):
+            return "(tracemalloc snapshots missing)"
+        text = profiles.summarise_memory(before, after, int(params["streams"]))
+        (out / "profile-idle-memory.md").write_text(text + "\n")
+        rss = result.get("rss_per_stream_kib", float("nan"))
+        return (
+            f"### Hub memory per idle stream (tracemalloc, {params['streams']} streams; "
+            f"RSS with tracing on: {rss:.2f} KiB/stream)\n\n{text}"
+        )
+
+
+def _versions() -> dict[str, str]:
+    found: dict[str, str] = {"python": platform.python_version(), "kernel": platform.release()}
+    from importlib.metadata import PackageNotFoundError, version
+
+    for package in ("aiohttp", "asyncpg", "sse-starlette", "starlette", "uvicorn", "uvloop"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[package] = version(package)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        nchan = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Version}", "libnginx-mod-nchan"],
+            capture_output=True, check=False, text=True,
+        )  # fmt: skip
+        found["libnginx-mod-nchan"] = nchan.stdout.strip()
+        nginx = subprocess.run(["nginx", "-v"], capture_output=True, check=False, text=True)
+        found["nginx"] = nginx.stderr.strip().rsplit("/", 1)[-1]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, check=False, text=True,
+        )  # fmt: skip
+        found["sse_hub commit"] = commit.stdout.strip()
+    return found
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        default=os.environ.get("BENCH_QUICK") == "1",
+        help="smaller counts and shorter runs (also BENCH_QUICK=1)",
+    )
+    parser.add_argument(
+        "-s",
+        "--scenario",
+        action="append",
+        choices=list(SCENARIOS_BY_NAME),
+        help="run only this scenario (repeatable; also BENCH_SCENARIOS=a,b)",
+    )
+    parser.add_argument(
+        "--targets",
+        default=os.environ.get("BENCH_TARGETS", "hub,nchan,starlette"),
+        help="comma-separated subset of hub,nchan,starlette",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="runs per target and scenario (default 3, quick 1; BENCH_REPEAT)",
+    )
+    parser.add_argument(
+        "--pg",
+        choices=("durable", "fast"),
+        default=os.environ.get("BENCH_PG", "durable"),
+        help="embedded PostgreSQL: durable (fsync on, as `sse-hub serve`) or fast "
+        "(fsync off, as the tests)",
+    )
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("BENCH_DSN"),
+        help="use this PostgreSQL instead of an embedded one",
+    )
+    parser.add_argument("--hub-workers", type=int, default=1, help="hub --workers (default 1)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    parser.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        default=os.environ.get("BENCH_PROFILE", "1") != "0",
+        help="skip the py-spy/tracemalloc pass (also BENCH_PROFILE=0)",
+    )
+    args = parser.parse_args(argv)
+    if args.scenario is None:
+        env = os.environ.get("BENCH_SCENARIOS")
+        args.scenario = env.split(",") if env else [s.name for s in SCENARIOS]
+    if args.repeat is None:
+        env_repeat = os.environ.get("BENCH_REPEAT")
+        args.repeat = int(env_repeat) if env_repeat else (1 if args.quick else 3)
+    return args  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    raise_fd_limit()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="sse-hub-bench-"))
+    os.chmod(work, 0o755)
+    bench = Bench(args, work)
+    command = "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv)
+    started = time.monotonic()
+    profile_md = ""
+    interrupted = False
+    try:
+        names = [name.strip() for name in args.targets.split(",") if name.strip()]
+        if "hub" in names:
+            bench.start_database()
+        bench.build_targets(names)
+        for name in args.scenario:
+            bench.run_scenario(SCENARIOS_BY_NAME[name], args.repeat)
+        if args.profile and "hub" in bench.targets:
+            say("\n== profiles of the hub (py-spy: fan-out, idle; tracemalloc: idle)")
+            profile_md = bench.profile(out)
+    except (KeyboardInterrupt, Stop):
+        interrupted = True
+        say("\ninterrupted: servers stopped; reporting what was measured")
+    finally:
+        if bench.db is not None:
+            bench.db.remove()  # stops the server and deletes its temporary data directory
+        shutil.rmtree(work, ignore_errors=True)
+    summary = report.summarise(bench.results)
+    goal_rows = report.goals(summary)
+    table = report.markdown(summary, repeats=args.repeat)
+    goals_md = report.goals_markdown(goal_rows)
+    elapsed = time.monotonic() - started
+    meta = {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "quick": args.quick,
+        "repeats": args.repeat,
+        "pg": "given DSN" if args.dsn else args.pg,
+        "hub_workers": args.hub_workers,
+        "cpus": os.cpu_count(),
+        "versions": _versions(),
+        "elapsed_s": elapsed,
+        "interrupted": interrupted,
+        "nginx_workers": 1,
+        "hub_serves_files": hub_serves_files(),
+    }
+    document = {
+        "meta": meta,
+        "summary": summary,
+        "goals": goal_rows,
+        "runs": [asdict(run) for run in bench.results],
+    }
+    text = (
+        f"# sse_hub bench {meta['date']}\n\n`{command}` ({elapsed / 60:.1f} min, "
+        f"{'quick' if args.quick else 'full'}, PostgreSQL {meta['pg']}, hub --workers "
+        f"{args.hub_workers}, nginx 1 worker; versions: "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+        + f")\n\n{table}\n\n## Targets\n\n{goals_md}\n"
+        + (f"\n## Profiles\n\n{profile_md}\n" if profile_md else "")
+    )
+    (out / f"bench-{stamp}.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    (out / f"bench-{stamp}.md").write_text(text)
+    (out / "latest.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    (out / "latest.md").write_text(text)
+    print(text)
+    say(f"written: {out / f'bench-{stamp}.json'} and .md")
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""The bench's load client reads bytes correctly: counting, chunked framing, latency parsing.
+
+Pure functions only, fed the same bytes split at every possible boundary. No
+timing is asserted anywhere (benchmarks print figures; tests check logic).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bench.dialects import DIALECTS
+from bench.plan import HIGHER, Metric, RunResult
+from bench.report import figure, goals, markdown, summarise
+from bench.wire import (
+    ChunkedDecoder,
+    EventCounter,
+    LatencyParser,
+    ResponseHead,
+    WireError,
+    event_data,
+    percentile,
+)
+
+HUB_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
+
+
+def frames(count: int, first_id: int = 1, sent_ns: int = 1_000) -> list[bytes]:
+    return [
+        b"id: %d\ndata: %s\n\n" % (first_id + i, event_data(sent_ns + i, i, 40).encode())
+        for i in range(count)
+    ]
+
+
+def chunked(pieces: list[bytes], *, final: bool = False) -> bytes:
+    body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+    return body + (b"0\r\n\r\n" if final else b"")
+
+
+def splits(data: bytes, rng: random.Random, parts: int) -> list[bytes]:
+    cuts = sorted(rng.sample(range(1, len(data)), min(parts, len(data) - 1)))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+def test_head_split_anywhere_then_body():
+    data = HUB_HEAD + b"5\r\nretry\r\n"
+    for cut in range(1, len(data)):
+        head = ResponseHead()
+        rest = head.feed(data[:cut])
+        if not head.done:
+            assert rest == b""
+            rest = head.feed(data[cut:])
+        else:
+            rest += data[cut:]
+        assert head.status == 200
+        assert head.chunked
+        assert head.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert rest == b"5\r\nretry\r\n"
+
+
+def test_head_content_length_and_garbage():
+    head = ResponseHead()
+    assert head.feed(b'HTTP/1.1 201 Created\r\nContent-Length: 9\r\n\r\n{"id": 1}') == b'{"id": 1}'
+    assert (head.status, head.content_length, head.chunked) == (201, 9, False)
+    with pytest.raises(WireError):
+        ResponseHead().feed(b"SSH-2.0-OpenSSH\r\n\r\n")
+
+
+def test_chunked_decoder_every_single_split():
+    payload = [b"retry: 3000\n\n", *frames(3)]
+    wire = chunked(payload, final=True)
+    for cut in range(len(wire) + 1):
+        decoder = ChunkedDecoder()
+        out = decoder.feed(wire[:cut]) + decoder.feed(wire[cut:])
+        assert out == b"".join(payload)
+        assert decoder.finished
+
+
+def test_chunked_decoder_byte_by_byte_with_extensions_and_trailers():
+    wire = b"4;name=value\r\nabcd\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    decoder = ChunkedDecoder()
+    out = b"".join(decoder.feed(wire[i : i + 1]) for i in range(len(wire)))
+    assert out == b"abcd"
+    assert decoder.finished
+
+
+def test_chunked_decoder_rejects_bad_sizes():
+    with pytest.raises(WireError):
+        ChunkedDecoder().feed(b"zz\r\n")
+    with pytest.raises(WireError):
+        ChunkedDecoder().feed(b"2\r\nabXY\r\n")
+
+
+def test_counter_counts_each_event_once_across_random_reads():
+    rng = random.Random(7)
+    payload = b"retry: 3000\n\n: heartbeat\n\n" + b"".join(frames(200))
+    for _ in range(50):
+        counter = EventCounter()
+        for piece in splits(payload, rng, rng.randrange(1, 400)):
+            counter.feed(piece)
+        assert counter.count == 200
+
+
+def test_counter_through_chunked_framing_split_inside_tokens():
+    rng = random.Random(11)
+    wire = chunked(frames(100), final=False)
+    for _ in range(30):
+        decoder = ChunkedDecoder()
+        counter = EventCounter()
+        for piece in splits(wire, rng, rng.randrange(1, 600)):
+            counter.feed(decoder.feed(piece))
+        assert counter.count == 100
+
+
+def test_counter_one_byte_reads_and_crlf_frames():
+    # sse-starlette separates lines with CRLF; nchan writes raw with comments first.
+    payload = b": hi\n\n" + b"".join(b"id: %d\r\ndata: x %d\r\n\r\n" % (i, i) for i in range(9))
+    counter = EventCounter()
+    for i in range(len(payload)):
+        counter.feed(payload[i : i + 1])
+    assert counter.count == 9
+
+
+def test_latency_parser_reads_send_times_across_reads():
+    rng = random.Random(3)
+    payload = b"".join(frames(50, sent_ns=10_000))
+    for _ in range(30):
+        parser = LatencyParser()
+        got: list[int] = []
+        for piece in splits(payload, rng, rng.randrange(1, 300)):
+            got.extend(parser.feed(piece, 20_000))
+        assert got == [20_000 - (10_000 + i) for i in range(50)]
+
+
+def test_latency_parser_ignores_data_without_a_timestamp():
+    parser = LatencyParser()
+    assert parser.feed(b"data: hello\n\ndata: 5 1 x\r\n\r\n", 12) == [7]
+
+
+def test_event_data_is_one_line_with_the_send_time_first():
+    data = event_data(123456789, 42, 64)
+    assert data.startswith("123456789 42 ")
+    assert len(data) == 64
+    assert "\n" not in data
+
+
+def test_percentile_nearest_rank():
+    values = list(range(1, 101))
+    assert percentile(values, 0.5) == 50
+    assert percentile(values, 0.99) == 99
+    assert percentile(values, 0.999) == 100
+    assert percentile([5], 0.99) == 5
+
+
+def test_dialects_build_well_formed_requests():
+    hub = DIALECTS["hub"]
+    request = hub.publish("h:1", [("a", "1 2 x"), ("b", "3 4 y")])
+    head, _, body = request.partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /events HTTP/1.1\r\n")
+    assert b"Content-Length: %d" % len(body) in head
+    assert body == b'[{"topic":"a","data":"1 2 x"},{"topic":"b","data":"3 4 y"}]'
+    assert hub.first_id(b'{"ids": [7, 8]}') == 7
+    assert b"Last-Event-ID: 41\r\n" in hub.resume("h:1", "t/1", 41)
+    assert (
+        DIALECTS["nchan"]
+        .publish("h:1", [("t", "d")], retained=True)
+        .startswith(b"POST /pubr?topic=t ")
+    )
+    assert DIALECTS["nchan"].subscribe("h:1", "a/b").startswith(b"GET /events?topic=a%2Fb ")
+
+
+def test_report_medians_ratios_and_client_bound_flags():
+    runs = [
+        RunResult("fanout", "hub", i, {"delivered_per_s": v, "client_cpu_util": 0.2})
+        for i, v in enumerate((100.0, 300.0, 200.0))
+    ] + [
+        RunResult("fanout", "nchan", 0, {"delivered_per_s": 400.0, "client_cpu_util": 0.95}),
+        RunResult("fanout", "starlette", 0, error="boom"),
+    ]
+    metric = Metric("delivered_per_s", "delivered events/s", HIGHER)
+    hub = figure(runs[:3], metric, check_client=True)
+    assert hub is not None
+    assert (hub.median, hub.low, hub.high, hub.client_bound) == (200.0, 100.0, 300.0, 0)
+    summary = summarise(runs)
+    nchan = summary["fanout"]["delivered_per_s"]["nchan"]
+    assert nchan["client_bound_runs"] == 1
+    assert "starlette" not in summary["fanout"]["delivered_per_s"]
+    table = markdown(summary, repeats=3)
+    assert "| fanout | delivered events/s | ↑ | 200 (100–300) | 400 † | n/a | 0.50 ✗ | – |" in table
+    rows = {row["goal"]: row for row in goals(summary)}
+    assert rows["fan-out delivered events/s ≥ nchan's"]["reached"] is False
