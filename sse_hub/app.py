@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from sse_hub.config import Settings
+from sse_hub.downloads import serve_file
 from sse_hub.embedded_pg import EmbeddedPostgres
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB
@@ -70,4 +71,5 @@ def create_app(settings: Settings, *, pg_bindir: str | None = None) -> web.Appli
     app.router.add_get("/events", stream_events)
     app.router.add_post("/events", publish_events)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/files/{path:.*}", serve_file)
     return app
