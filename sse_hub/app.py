@@ -10,6 +10,7 @@ from aiohttp import web
 
 from sse_hub.config import Settings, load_settings
 from sse_hub.dashboard import add_dashboard
+from sse_hub.downloads import serve_file
 from sse_hub.embedded_pg import EmbeddedPostgres
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB
@@ -71,6 +72,7 @@ def create_app(settings: Settings, *, pg_bindir: str | None = None) -> web.Appli
     app.router.add_get("/events", stream_events)
     app.router.add_post("/events", publish_events)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/files/{path:.*}", serve_file)
     add_dashboard(app)
     return app
 

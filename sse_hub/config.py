@@ -34,6 +34,12 @@ DEFAULT_MAX_STREAMS = 20_000
 DEFAULT_SUBSCRIBER_BUFFER_BYTES = 1024 * 1024
 DEFAULT_WRITE_TIMEOUT_S = 30.0
 DEFAULT_FILE_CHUNK_BYTES = 64 * 1024
+# Caches may keep a download but must revalidate it (a cheap 304 by ETag) before
+# reuse: the hub cannot know whether a path is ever overwritten ("latest.tar.gz").
+# Unlike "public" or "must-revalidate", "no-cache" does not let shared caches
+# reuse a response to a request that carried an Authorization header (RFC 9111
+# section 3.5). Versioned artefacts can use "public, max-age=31536000, immutable".
+DEFAULT_FILES_CACHE_CONTROL = "no-cache"
 
 DSN_ENV_CHAIN = ("SSE_HUB_DSN", "DATABASE_URL")
 
@@ -65,6 +71,7 @@ class Settings:
     subscriber_buffer_bytes: int = DEFAULT_SUBSCRIBER_BUFFER_BYTES
     write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
     file_chunk_bytes: int = DEFAULT_FILE_CHUNK_BYTES
+    files_cache_control: str = DEFAULT_FILES_CACHE_CONTROL
 
     @property
     def auth_enabled(self) -> bool:
@@ -122,6 +129,13 @@ def _directory(text: str) -> Path:
     if not path.is_dir():
         raise ValueError(f"{text!r} is not a directory")
     return path.resolve()
+
+
+def _header_value(text: str) -> str:
+    text = text.strip()
+    if not text or any(not " " <= char <= "~" for char in text):
+        raise ValueError(f"expected printable ASCII header text, got {text!r}")
+    return text
 
 
 def _pem_file(text: str) -> str:
@@ -273,6 +287,14 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         _int_between(4096, 16 << 20),
         f"bytes read per chunk for downloads (default {DEFAULT_FILE_CHUNK_BYTES})",
         metavar="BYTES",
+    ),
+    Option(
+        "--files-cache-control",
+        "files_cache_control",
+        _header_value,
+        "Cache-Control sent with downloads, e.g. 'public, max-age=31536000, immutable' "
+        f"for versioned artefacts (default {DEFAULT_FILES_CACHE_CONTROL!r})",
+        metavar="VALUE",
     ),
 )
 

@@ -38,6 +38,7 @@ def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None
     app = create_app(settings, pg_bindir=pg_bindir)
     web.run_app(
         app,
+        loop=_new_loop(),
         host=settings.host,
         port=settings.port,
         shutdown_timeout=settings.shutdown_timeout_s,
@@ -49,6 +50,15 @@ def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None
         ),
     )
     return 0
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when it is installed: its transports write in C, which the fan-out lives on."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def _die_with_parent() -> None:

@@ -45,7 +45,10 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     if hub.counters.streams_open >= settings.max_streams:
         raise ServiceUnavailable("this hub has as many streams as it allows", retry_after_s=5)
 
-    feed = hub.feed(patterns, resume)
+    transport = request.transport
+    if transport is None:  # the client is already gone
+        raise ConnectionResetError("client disconnected")
+    feed = hub.feed(patterns, resume, transport)
     await feed.open()  # before the first byte: nothing published after it can be missed
     hub.counters.streams_open += 1
     hub.counters.streams_total += 1
@@ -53,6 +56,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         await _write(response, frames.retry_frame(settings.retry_ms), settings.write_timeout_s)
+        feed.ready()  # live frames now go straight into the transport, chunk-encoded once
         while True:
             chunk = await feed.next_chunk(settings.heartbeat_s)
             data = HEARTBEAT_FRAME if chunk is None else chunk
