@@ -71,6 +71,8 @@ class Window:
     db_cpu1: float = 0.0
     client_cpu0: float = 0.0
     client_cpu1: float = 0.0
+    machine0: float = 0.0
+    machine1: float = 0.0
     peak_rss_kib: int = 0
     server_pids: tuple[int, ...] = ()
     _sampler: asyncio.Task[None] | None = None
@@ -81,6 +83,7 @@ class Window:
         self.server_cpu0 = sample.cpu_s
         self.db_cpu0 = procs.tree_cpu(self.db_root).cpu_s if self.db_root else 0.0
         self.client_cpu0 = procs.own_cpu_s()
+        self.machine0 = procs.machine_busy_s()
         self.started = time.monotonic()
         self._sampler = asyncio.get_running_loop().create_task(self._sample())
 
@@ -92,6 +95,7 @@ class Window:
 
     async def stop(self) -> None:
         self.ended = time.monotonic()
+        self.machine1 = procs.machine_busy_s()
         self.client_cpu1 = procs.own_cpu_s()
         self.server_cpu1 = procs.tree_cpu(self.server_root).cpu_s
         self.db_cpu1 = procs.tree_cpu(self.db_root).cpu_s if self.db_root else 0.0
@@ -107,11 +111,16 @@ class Window:
         client_cpu = self.client_cpu1 - self.client_cpu0
         server_cpu = self.server_cpu1 - self.server_cpu0
         _, hwm = procs.tree_memory_kib(self.server_pids)
+        db_cpu = self.db_cpu1 - self.db_cpu0
+        machine = self.machine1 - self.machine0
         return {
             "wall_s": wall,
             "server_cpu_s": server_cpu,
             "server_cpu_util": server_cpu / wall,
-            "db_cpu_s": self.db_cpu1 - self.db_cpu0,
+            "db_cpu_s": db_cpu,
+            # Busy CPU of the machine not spent in the server, PostgreSQL or this client:
+            # the kernel's loopback networking and anything else running (noise).
+            "other_cpu_util": max(0.0, machine - server_cpu - db_cpu - client_cpu) / wall,
             "client_cpu_s": client_cpu,
             "client_cpu_util": client_cpu / wall,
             "peak_rss_kib": self.peak_rss_kib,

@@ -100,3 +100,14 @@ def tree_memory_kib(pids: tuple[int, ...] | list[int]) -> tuple[int, int]:
 def own_cpu_s() -> float:
     times = os.times()
     return times.user + times.system
+
+
+def machine_busy_s() -> float:
+    """CPU seconds spent busy by the whole machine (all cores, all processes, the kernel)."""
+    with open("/proc/stat", "rb") as handle:
+        fields = handle.readline().split()[1:]
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    ticks = [int(value) for value in fields]
+    idle = ticks[3] + ticks[4]
+    busy = sum(ticks[:8]) - idle
+    return busy / CLOCK_TICKS_PER_S

@@ -8,6 +8,7 @@ and by cumulative time (the frame was anywhere in the stack).
 
 from __future__ import annotations
 
+import linecache
 import re
 import shutil
 import subprocess
@@ -76,7 +77,8 @@ def summarise_stacks(path: Path, top: int = 15) -> tuple[str, int]:
         return "(no samples)", 0
     lines = ["| own % | frame | | cumulative % | frame |", "|---:|---|---|---:|---|"]
     own_top = own.most_common(top)
-    cum_top = cumulative.most_common(top)
+    # Frames on (nearly) every stack, like runpy and main(), say nothing: leave them out.
+    cum_top = [item for item in cumulative.most_common() if item[1] < 0.995 * total][:top]
     for index in range(max(len(own_top), len(cum_top))):
         left = own_top[index] if index < len(own_top) else ("", 0)
         right = cum_top[index] if index < len(cum_top) else ("", 0)
@@ -98,13 +100,15 @@ def summarise_memory(before: Path, after: Path, streams: int, top: int = 15) -> 
         f"Python heap added per stream (tracemalloc): {total / streams:,.0f} bytes "
         f"over {streams} streams.",
         "",
-        "| bytes/stream | blocks/stream | where |",
-        "|---:|---:|---|",
+        "| bytes/stream | blocks/stream | where | source line |",
+        "|---:|---:|---|---|",
     ]
     for stat in grown[:top]:
         frame = stat.traceback[0]
         where = _short(f"x ({frame.filename})").split(":", 1)[0] + f":{frame.lineno}"
+        source = linecache.getline(frame.filename, frame.lineno).strip().replace("|", "\\|")
         lines.append(
-            f"| {stat.size_diff / streams:,.0f} | {stat.count_diff / streams:.1f} | `{where}` |"
+            f"| {stat.size_diff / streams:,.0f} | {stat.count_diff / streams:.1f} | `{where}` "
+            f"| `{source[:80]}` |"
         )
     return "\n".join(lines)

@@ -138,6 +138,8 @@ class Bench:
         self.db: EmbeddedPostgres | None = None
         self.dsn: str | None = args.dsn
         self.files_dir = work / "files"
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.files_dir, 0o755)
         self.targets: dict[str, Target] = {}
 
     # ---- set-up
