@@ -196,7 +196,10 @@ class Bench:
             if name == "hub":
                 assert self.dsn is not None
                 self.targets[name] = HubTarget(
-                    self.dsn, self.files_dir, workers=self.args.hub_workers
+                    self.dsn,
+                    self.files_dir,
+                    workers=self.args.hub_workers,
+                    extra_args=[arg for text in self.args.hub_arg for arg in text.split()],
                 )
             elif name == "nchan":
                 if nchan_module() is None or nginx_binary() is None:
@@ -431,6 +434,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="use this PostgreSQL instead of an embedded one",
     )
     parser.add_argument("--hub-workers", type=int, default=1, help="hub --workers (default 1)")
+    parser.add_argument(
+        "--hub-arg",
+        action="append",
+        default=[],
+        help="extra flags for sse-hub serve, e.g. --hub-arg='--file-chunk 1048576'",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument(
         "--no-profile",
@@ -492,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeat,
         "pg": "given DSN" if args.dsn else args.pg,
         "hub_workers": args.hub_workers,
+        "hub_args": args.hub_arg,
         "cpus": os.cpu_count(),
         "versions": _versions(),
         "elapsed_s": elapsed,

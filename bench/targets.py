@@ -147,6 +147,7 @@ class HubTarget:
     dialect: str = "hub"
     wrapper: list[str] = field(default_factory=list)  # e.g. the tracemalloc launcher
     env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)  # e.g. --file-chunk 1048576
 
     def start(self, run_dir: Path) -> Server:
         port = free_port()
@@ -155,6 +156,7 @@ class HubTarget:
         command += ["--shutdown-timeout", "5", "--max-streams", "50000"]
         if self.files_dir is not None and hub_serves_files():
             command += ["--files-dir", str(self.files_dir)]
+        command += self.extra_args
         server = _spawn(self.name, command, port, run_dir, env={**os.environ, **self.env})
         _wait_ready(server, lambda: _healthy(port))
         return server
