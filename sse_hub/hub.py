@@ -31,13 +31,18 @@ HEALTH_TIMEOUT_S = 2.0
 
 @dataclass
 class Counters:
+    """Plain numbers the hot paths bump; ``/metrics`` reads them when scraped."""
+
     streams_open: int = 0
     streams_total: int = 0
+    streams_refused: int = 0
     events_published: int = 0
     frames_replayed: int = 0
     slow_disconnects: int = 0
     catch_ups: int = 0
     bytes_sent: int = 0
+    file_bytes_served: int = 0
+    problems: dict[int, int] = field(default_factory=dict)  # error answers by status
 
 
 @dataclass

@@ -22,6 +22,7 @@ from types import FrameType
 
 from aiohttp import web
 
+from sse_hub.accesslog import ACCESS_LOGGER_NAME, AccessLogger, MalformedRequestFilter
 from sse_hub.app import create_app, prepare_database
 from sse_hub.config import Settings
 
@@ -36,6 +37,7 @@ def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None
     if settings.workers > 1:
         return _supervise(settings, pg_bindir=pg_bindir)
     app = create_app(settings, pg_bindir=pg_bindir)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
     web.run_app(
         app,
         host=settings.host,
@@ -43,7 +45,8 @@ def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None
         shutdown_timeout=settings.shutdown_timeout_s,
         handler_cancellation=True,
         reuse_port=reuse_port or None,
-        access_log=None,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger(ACCESS_LOGGER_NAME),
         print=lambda _: log.info(
             "sse-hub serving on http://%s:%d (pid %d)", settings.host, settings.port, os.getpid()
         ),
