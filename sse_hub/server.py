@@ -14,6 +14,7 @@ import asyncio
 import ctypes
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None = None) -> int:
+    _raise_open_files_limit()
     if settings.workers > 1:
         return _supervise(settings, pg_bindir=pg_bindir)
     app = create_app(settings, pg_bindir=pg_bindir)
@@ -50,6 +52,14 @@ def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None
         ),
     )
     return 0
+
+
+def _raise_open_files_limit() -> None:
+    """Every stream is a socket: take the hard limit on open files, not the soft one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        log.info("open files limit raised from %d to %d", soft, hard)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
