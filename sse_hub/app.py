@@ -12,6 +12,7 @@ from sse_hub.auth import VERIFIER, Verifier
 from sse_hub.config import Settings, load_settings
 from sse_hub.cors import add_cors
 from sse_hub.dashboard import add_dashboard
+from sse_hub.downloads import serve_file
 from sse_hub.embedded_pg import EmbeddedPostgres
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB
@@ -84,6 +85,7 @@ def create_app(settings: Settings, *, pg_bindir: str | None = None) -> web.Appli
     app.router.add_post("/events", publish_events)
     app.router.add_get("/healthz", healthz)
     add_metrics(app)
+    app.router.add_get("/files/{path:.*}", serve_file)
     add_dashboard(app)
     return app
 

@@ -12,18 +12,28 @@ history from the store joins live delivery once it has covered ``last_id``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple, Protocol
 
 from sse_hub.subscriber import State, Subscriber
 
 
 class Encoded(NamedTuple):
-    """One event ready for the wire: its id, topic and the bytes of its frame."""
+    """One event ready for the wire, encoded once for every subscriber.
+
+    ``frame`` is the SSE frame; ``chunk`` the same bytes as one HTTP/1.1 chunk,
+    written as they are into every streaming response's transport.
+    """
 
     id: int
     topic: str
     frame: bytes
+    chunk: bytes
+
+    @classmethod
+    def of(cls, event_id: int, topic: str, frame: bytes) -> Encoded:
+        return cls(event_id, topic, frame, b"%x\r\n%b\r\n" % (len(frame), frame))
 
 
 class Broker(Protocol):
@@ -106,8 +116,9 @@ class TopicIndex:
 class InMemoryBroker:
     """The broker of one hub process."""
 
-    def __init__(self, last_id: int = 0) -> None:
+    def __init__(self, last_id: int = 0, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.last_id = last_id
+        self._clock = clock
         self._index = TopicIndex()
         self._count = 0
 
@@ -123,14 +134,23 @@ class InMemoryBroker:
         self._count -= 1
 
     def dispatch(self, events: Sequence[Encoded]) -> int:
-        """Offer each event, in id order, to its subscribers; returns frames queued."""
+        """Offer each event, in id order, to its subscribers; returns frames queued.
+
+        Each subscriber then gets one write for the whole batch.
+        """
         queued = 0
+        touched: set[Subscriber] = set()
         for event in events:
             for bucket in self._index.matching(event.topic):
                 for subscriber in bucket:
-                    if subscriber.offer(event.id, event.frame):
+                    if subscriber.offer(event):
                         queued += 1
+                        touched.add(subscriber)
             self.last_id = event.id
+        if touched:
+            now_s = self._clock()
+            for subscriber in touched:
+                subscriber.flush(now_s)
         return queued
 
     def try_go_live(self, subscriber: Subscriber, covered_through: int) -> bool:
@@ -144,6 +164,10 @@ class InMemoryBroker:
             return False
         subscriber.go_live(covered_through)
         return True
+
+    def bytes_written(self) -> int:
+        """What the open streams' transports were given so far (read when scraped)."""
+        return sum(subscriber.bytes_written for subscriber in self._index.all())
 
     def close(self, reason: str) -> None:
         for subscriber in list(self._index.all()):

@@ -45,6 +45,12 @@ DEFAULT_TRUSTED_PROXIES: tuple[IPNetwork, ...] = (
 )
 # RFC 7518, section 3.2: an HS256 key must be at least as long as the hash (256 bits).
 MIN_JWT_KEY_BYTES = 32
+# Caches may keep a download but must revalidate it (a cheap 304 by ETag) before
+# reuse: the hub cannot know whether a path is ever overwritten ("latest.tar.gz").
+# Unlike "public" or "must-revalidate", "no-cache" does not let shared caches
+# reuse a response to a request that carried an Authorization header (RFC 9111
+# section 3.5). Versioned artefacts can use "public, max-age=31536000, immutable".
+DEFAULT_FILES_CACHE_CONTROL = "no-cache"
 
 DSN_ENV_CHAIN = ("SSE_HUB_DSN", "DATABASE_URL")
 
@@ -80,6 +86,7 @@ class Settings:
     rate_connect: Rate | None = DEFAULT_RATE_CONNECT
     rate_limit_loopback: bool = False
     trusted_proxies: tuple[IPNetwork, ...] = DEFAULT_TRUSTED_PROXIES
+    files_cache_control: str = DEFAULT_FILES_CACHE_CONTROL
 
     @property
     def auth_enabled(self) -> bool:
@@ -153,6 +160,13 @@ def _cidr(text: str) -> IPNetwork:
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         raise ValueError(f"expected an address or CIDR like 10.0.0.0/8, got {text!r}") from None
+
+
+def _header_value(text: str) -> str:
+    text = text.strip()
+    if not text or any(not " " <= char <= "~" for char in text):
+        raise ValueError(f"expected printable ASCII header text, got {text!r}")
+    return text
 
 
 def _pem_file(text: str) -> str:
@@ -370,6 +384,14 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "(repeatable; env: comma-separated; default loopback)",
         repeatable=True,
         metavar="CIDR",
+    ),
+    Option(
+        "--files-cache-control",
+        "files_cache_control",
+        _header_value,
+        "Cache-Control sent with downloads, e.g. 'public, max-age=31536000, immutable' "
+        f"for versioned artefacts (default {DEFAULT_FILES_CACHE_CONTROL!r})",
+        metavar="VALUE",
     ),
 )
 

@@ -11,6 +11,7 @@ reset check sees exactly the rows it reads.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import asyncpg
@@ -19,7 +20,7 @@ from sse_hub import frames, store
 from sse_hub.broker import Broker
 from sse_hub.events import TopicPattern
 from sse_hub.replay import Resume, check_position
-from sse_hub.subscriber import State, Subscriber
+from sse_hub.subscriber import State, Subscriber, WriteTarget
 
 DEFAULT_PAGE_EVENTS = 500
 HEAD_TIMEOUT_S = 5.0
@@ -43,10 +44,14 @@ class Feed:
         *,
         buffer_limit_bytes: int,
         page_events: int = DEFAULT_PAGE_EVENTS,
+        transport: WriteTarget | None = None,
     ) -> None:
         self._db = db
         self._broker = broker
         self._page_events = page_events
+        # A replay page is held in memory and then in the transport: the same
+        # bound as live frames, so a catching-up client costs no more.
+        self._page_bytes = buffer_limit_bytes
         # Clients that asked for "earliest" already expect history to start
         # wherever it starts: no reset notice for them on the first page.
         self._report_truncation = resume is not None and not resume.from_earliest
@@ -56,9 +61,12 @@ class Feed:
             position=resume.after if resume is not None else broker.last_id,
             live=False,
             buffer_limit_bytes=buffer_limit_bytes,
+            transport=transport,
         )
+        self.subscriber.last_write_s = time.monotonic()
         self.replayed = 0
         self._open = False
+        self._go_live_after_write: int | None = None
 
     async def open(self) -> None:
         """Register with the broker; from here on nothing matching can be missed.
@@ -85,29 +93,54 @@ class Feed:
             self._broker.unsubscribe(self.subscriber)
         self.subscriber.close(reason)
 
-    async def next_chunk(self, timeout_s: float) -> bytes | None:
-        """The next bytes to write, or ``None`` after ``timeout_s`` of silence."""
+    def ready(self) -> None:
+        """The response has started: live frames may now go straight to the transport."""
+        self.subscriber.ready(time.monotonic())
+
+    async def next_chunk(self, heartbeat_s: float) -> bytes | None:
+        """The next bytes the caller must write, or ``None`` when a heartbeat is due.
+
+        Call it again only after writing what it returned: a catching-up
+        subscriber switches to live frames once its last page is written, so a
+        live frame can never overtake replayed ones.
+        """
         subscriber = self.subscriber
+        if self._go_live_after_write is not None:
+            self._broker.try_go_live(subscriber, self._go_live_after_write)
+            self._go_live_after_write = None
         while True:
             if subscriber.state is State.CLOSED:
                 raise FeedClosed(subscriber.close_reason)
             chunk = subscriber.take()
-            if chunk:
-                return chunk
-            if subscriber.state is State.BEHIND:
+            if not chunk and subscriber.state is State.BEHIND:
                 chunk = await self._read_page()
-                if chunk:
-                    return chunk
+                if not chunk and self._go_live_after_write is not None:
+                    self._broker.try_go_live(subscriber, self._go_live_after_write)
+                    self._go_live_after_write = None
+                    continue
+            now_s = time.monotonic()
+            if chunk:
+                subscriber.last_write_s = now_s
+                return chunk
+            if subscriber.state is not State.LIVE:
                 continue
-            if not await subscriber.wait(timeout_s):
+            silence_left_s = subscriber.last_write_s + heartbeat_s - now_s
+            if silence_left_s <= 0:
+                subscriber.last_write_s = now_s
                 return None
+            await subscriber.wait(silence_left_s)
 
     async def _read_page(self) -> bytes:
         subscriber = self.subscriber
         after = subscriber.position
         upto = self._broker.last_id
         page = await store.fetch_page(
-            self._db, subscriber.patterns, after=after, upto=upto, limit=self._page_events
+            self._db,
+            subscriber.patterns,
+            after=after,
+            upto=upto,
+            limit=self._page_events,
+            max_bytes=self._page_bytes,
         )
         if subscriber.state is not State.BEHIND:
             return b""  # closed, or overtaken, while we were reading
@@ -126,6 +159,7 @@ class Feed:
             subscriber.position = page.events[-1].id
             self.replayed += len(page.events)
         if not page.full:
-            # Everything up to ``upto`` is covered; ids beyond it come live.
-            self._broker.try_go_live(subscriber, max(subscriber.position, upto))
+            # Everything up to ``upto`` is covered; ids beyond it come live
+            # once this page is written (see ``next_chunk``).
+            self._go_live_after_write = max(subscriber.position, upto)
         return b"".join(parts)

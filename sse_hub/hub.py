@@ -23,10 +23,23 @@ from sse_hub.feed import Feed
 from sse_hub.listener import Relay
 from sse_hub.replay import Resume
 from sse_hub.retention import Retention
+from sse_hub.subscriber import WriteTarget
 
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 HEALTH_TIMEOUT_S = 2.0
+
+
+async def _end_transaction(conn: Any) -> None:
+    """What a pooled connection needs between uses here.
+
+    asyncpg's default reset (``UNLISTEN *``, ``RESET ALL``, ``CLOSE ALL``...)
+    costs a round trip per query; the hub keeps no session state on pooled
+    connections (LISTEN has its own connection, advisory locks are
+    transaction-scoped), so only an unfinished transaction needs ending.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 @dataclass
@@ -58,7 +71,9 @@ class Hub:
 
     @classmethod
     async def start(cls, settings: Settings, dsn: str, *, retention: bool = True) -> Hub:
-        pool = await asyncpg.create_pool(dsn, min_size=POOL_MIN_SIZE, max_size=POOL_MAX_SIZE)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=POOL_MIN_SIZE, max_size=POOL_MAX_SIZE, reset=_end_transaction
+        )
         broker = InMemoryBroker()
         committer = GroupCommitter(pool)
         relay = Relay(dsn, broker, committer)
@@ -103,13 +118,20 @@ class Hub:
         self.relay.ring()  # our own NOTIFY will come too; reading now saves a round trip
         return ids
 
-    def feed(self, patterns: tuple[TopicPattern, ...], resume: Resume | None) -> Feed:
+    def feed(
+        self,
+        patterns: tuple[TopicPattern, ...],
+        resume: Resume | None,
+        transport: WriteTarget | None = None,
+    ) -> Feed:
+        """A subscription; with a ``transport``, live frames are written straight into it."""
         return Feed(
             self.pool,
             self.broker,
             patterns,
             resume,
             buffer_limit_bytes=self.settings.subscriber_buffer_bytes,
+            transport=transport,
         )
 
     async def database_ok(self) -> bool:

@@ -145,7 +145,7 @@ class Relay:
             if not rows:
                 return
             encoded = [
-                Encoded(row.id, row.topic, frames.event_frame(row.id, row.event, row.data))
+                Encoded.of(row.id, row.topic, frames.event_frame(row.id, row.event, row.data))
                 for row in rows
             ]
             self.frames_queued += self._broker.dispatch(encoded)

@@ -77,7 +77,11 @@ def _hub_metrics(hub: Hub) -> Iterator[Metric]:
     yield _counter(
         "events_replayed", "Events sent from history (resumes, catch-ups)", counters.frames_replayed
     )
-    yield _counter("bytes_sent", "Bytes written to streams", counters.bytes_sent)
+    yield _counter(
+        "bytes_sent",
+        "Bytes written to streams (HTTP chunk framing included, headers not)",
+        counters.bytes_sent + hub.broker.bytes_written(),
+    )
     yield _counter(
         "slow_subscriber_catch_ups",
         "Times a subscriber's buffer was full and it caught up from the database",

@@ -14,6 +14,7 @@ import asyncio
 import ctypes
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -34,12 +35,14 @@ _PR_SET_PDEATHSIG = 1
 
 
 def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None = None) -> int:
+    _raise_open_files_limit()
     if settings.workers > 1:
         return _supervise(settings, pg_bindir=pg_bindir)
     app = create_app(settings, pg_bindir=pg_bindir)
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
     web.run_app(
         app,
+        loop=_new_loop(),
         host=settings.host,
         port=settings.port,
         shutdown_timeout=settings.shutdown_timeout_s,
@@ -52,6 +55,23 @@ def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None
         ),
     )
     return 0
+
+
+def _raise_open_files_limit() -> None:
+    """Every stream is a socket: take the hard limit on open files, not the soft one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        log.info("open files limit raised from %d to %d", soft, hard)
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when it is installed: its transports write in C, which the fan-out lives on."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def _die_with_parent() -> None:

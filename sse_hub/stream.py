@@ -68,7 +68,10 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             "this hub has as many streams as it allows", retry_after_s=STREAMS_FULL_RETRY_AFTER_S
         )
 
-    feed = hub.feed(patterns, resume)
+    transport = request.transport
+    if transport is None:  # the client is already gone
+        raise ConnectionResetError("client disconnected")
+    feed = hub.feed(patterns, resume, transport)
     await feed.open()  # before the first byte: nothing published after it can be missed
     hub.counters.streams_open += 1
     hub.counters.streams_total += 1
@@ -79,6 +82,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         await tally.write(response, frames.retry_frame(settings.retry_ms), settings.write_timeout_s)
+        feed.ready()  # live frames now go straight into the transport, chunk-encoded once
         while True:
             chunk = await feed.next_chunk(settings.heartbeat_s)
             tally.count_feed()
@@ -100,8 +104,20 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         feed.close()
         tally.count_feed()
         hub.counters.streams_open -= 1
-        log_stream(request, size=tally.sent, duration_s=time.monotonic() - started, closed=closed)
+        live_bytes = feed.subscriber.bytes_written  # written by the broker, not by this loop
+        hub.counters.bytes_sent += live_bytes
+        log_stream(
+            request,
+            size=tally.sent + live_bytes,
+            duration_s=time.monotonic() - started,
+            closed=closed,
+        )
     return response
+
+
+def chunked_size(payload_bytes: int) -> int:
+    """Bytes on the wire for one HTTP/1.1 chunk: ``<hex size>\r\n<payload>\r\n``."""
+    return payload_bytes + len(b"%x" % payload_bytes) + 4
 
 
 async def _say_goodbye(response: web.StreamResponse, tally: _Tally, retry_ms: int) -> None:
@@ -126,8 +142,9 @@ class _Tally:
     async def write(self, response: web.StreamResponse, data: bytes, timeout_s: float) -> None:
         async with asyncio.timeout(timeout_s):
             await response.write(data)
-        self.sent += len(data)
-        self._counters.bytes_sent += len(data)
+        size = chunked_size(len(data))
+        self.sent += size
+        self._counters.bytes_sent += size
 
     def count_feed(self) -> None:
         feed = self._feed

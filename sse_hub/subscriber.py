@@ -1,23 +1,33 @@
-"""One connected client's place in the event order, and its bounded buffer.
+"""One connected client's place in the event order, and where its frames go.
 
-The broker calls ``offer`` for every matching event and never waits: a frame is
-either appended to the buffer or, when the buffer is full, the subscriber falls
-``BEHIND`` and will read what it missed from the database. Either way the hub's
-pace does not depend on how fast this client reads, and no event is dropped
-silently.
+The broker calls ``offer`` for every matching event and ``flush`` once per
+dispatched batch, and never waits. A subscriber bound to a transport (an HTTP
+stream) has its frames written straight into that transport at flush, as the
+pre-encoded chunked bytes every subscriber shares: no task wakes up and no
+per-subscriber encoding happens on the live path. A subscriber without a
+transport (``sse-hub tail``, unit tests) keeps the frames until ``take``.
+
+Either way the bytes waiting for one client are bounded: once its transport's
+unsent bytes (or its kept frames) would pass the limit, the subscriber falls
+``BEHIND``, stops taking live frames, and its feed reads what it missed from the
+database. The hub's pace never depends on how fast a client reads, and no event
+is dropped silently.
 
 ``position`` is the id up to which this subscriber has everything it should
-have (queued or written); events at or below it are ignored, which also
-deduplicates overlapping patterns (``orders/*`` and ``*``) and the seam between
-replay and live delivery.
+have; events at or below it are ignored, which also deduplicates overlapping
+patterns (``orders/*`` and ``*``) and the seam between replay and live delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+from typing import TYPE_CHECKING, Protocol
 
 from sse_hub.events import TopicPattern
+
+if TYPE_CHECKING:
+    from sse_hub.broker import Encoded
 
 
 class State(enum.Enum):
@@ -26,13 +36,27 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+class WriteTarget(Protocol):
+    """What a subscriber needs of a transport (``asyncio.Transport`` has it all)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def get_write_buffer_size(self) -> int: ...
+
+    def is_closing(self) -> bool: ...
+
+
 class Subscriber:
     __slots__ = (
         "_buffered_bytes",
         "_frames",
         "_limit_bytes",
+        "_ready",
+        "_transport",
         "_waiter",
+        "bytes_written",
         "close_reason",
+        "last_write_s",
         "overflows",
         "patterns",
         "position",
@@ -46,42 +70,77 @@ class Subscriber:
         position: int,
         live: bool,
         buffer_limit_bytes: int,
+        transport: WriteTarget | None = None,
     ) -> None:
         self.patterns = patterns
         self.position = position
         self.state = State.LIVE if live else State.BEHIND
         self.overflows = 0
+        self.bytes_written = 0  # into the transport, chunk framing included (for /metrics)
         self.close_reason = ""
+        self.last_write_s = 0.0
         self._limit_bytes = buffer_limit_bytes
+        self._transport = transport
+        self._ready = transport is None  # a transport takes frames once the headers are out
         self._frames: list[bytes] = []
         self._buffered_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
 
-    def offer(self, event_id: int, frame: bytes) -> bool:
-        """Queue one encoded event; returns whether it was queued. Never blocks."""
-        if self.state is not State.LIVE or event_id <= self.position:
+    def offer(self, event: Encoded) -> bool:
+        """Queue one event for the next ``flush``; returns whether it was queued."""
+        if self.state is not State.LIVE or event.id <= self.position:
             return False
-        size = len(frame)
+        transport = self._transport
+        data = event.frame if transport is None else event.chunk
+        if not self._frames and transport is not None:
+            self._buffered_bytes = transport.get_write_buffer_size()
+        size = len(data)
         if self._buffered_bytes + size > self._limit_bytes:
             self.state = State.BEHIND
             self.overflows += 1
             self._wake()
             return False
-        self._frames.append(frame)
+        self._frames.append(data)
         self._buffered_bytes += size
-        self.position = event_id
-        self._wake()
+        self.position = event.id
         return True
 
+    def flush(self, now_s: float) -> None:
+        """Write what was queued in this batch to the transport, or wake the reader."""
+        transport = self._transport
+        if transport is None:
+            self._wake()
+            return
+        if not self._ready or not self._frames:
+            return
+        if transport.is_closing():
+            self._frames.clear()
+            self.close("gone")
+            return
+        frames = self._frames
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        transport.write(data)
+        self.bytes_written += len(data)
+        frames.clear()
+        self.last_write_s = now_s
+
+    def ready(self, now_s: float) -> None:
+        """The response headers are written: frames may go to the transport from now on."""
+        self._ready = True
+        self.last_write_s = now_s
+        self.flush(now_s)
+
     def take(self) -> bytes:
-        """Everything queued, as one chunk (empty when nothing is queued)."""
-        if not self._frames:
+        """Everything kept for a subscriber without transport (empty when nothing is)."""
+        if self._transport is not None or not self._frames:
             return b""
         frames, self._frames, self._buffered_bytes = self._frames, [], 0
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
     @property
     def buffered_bytes(self) -> int:
+        if self._transport is not None:
+            return self._transport.get_write_buffer_size() + sum(map(len, self._frames))
         return self._buffered_bytes
 
     def go_live(self, covered_through: int) -> None:
@@ -98,10 +157,10 @@ class Subscriber:
         self.close_reason = reason
         self._wake()
 
-    async def wait(self, timeout_s: float) -> bool:
-        """Wait for a frame, a state change or the timeout; ``False`` on timeout."""
-        if self._frames or self.state is not State.LIVE:
-            return True
+    async def wait(self, timeout_s: float) -> None:
+        """Wait for kept frames, a state change, or the timeout."""
+        if self.take_ready() or self.state is not State.LIVE:
+            return
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
         handle = loop.call_later(timeout_s, _expire, waiter)
@@ -110,7 +169,9 @@ class Subscriber:
         finally:
             handle.cancel()
             self._waiter = None
-        return bool(self._frames) or self.state is not State.LIVE
+
+    def take_ready(self) -> bool:
+        return self._transport is None and bool(self._frames)
 
     def _wake(self) -> None:
         waiter = self._waiter

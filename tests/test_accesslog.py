@@ -92,7 +92,8 @@ async def test_a_stream_logs_when_it_closes(dsn: str, caplog: pytest.LogCaptureF
         counters = app_of(server)[HUB].counters
         await wait_until(lambda: counters.streams_open == 0)
         (line,) = [r.getMessage() for r in caplog.records if "/events?topic=a&" in r.getMessage()]
-        expected_bytes = len(b"retry: 3000\n\n") + len(b"id: 1\ndata: hello\n\n")
+        # as written into the socket, each as one HTTP chunk
+        expected_bytes = len(b"d\r\nretry: 3000\n\n\r\n") + len(b"13\r\nid: 1\ndata: hello\n\n\r\n")
         assert line.startswith(
             f'method=GET path="/events?topic=a&access_token=REDACTED" status=200 '
             f"bytes={expected_bytes} duration_ms="

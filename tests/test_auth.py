@@ -30,8 +30,9 @@ from sse_hub.auth import (
 from sse_hub.config import Settings
 from sse_hub.errors import ConfigError, Unauthorized
 from sse_hub.events import TopicPattern
+from sse_hub.keys import HUB
 from sse_hub.problems import problem_middleware
-from tests.conftest import HubFactory
+from tests.conftest import HubFactory, app_of
 from tests.sse_client import open_stream
 from tests.test_publish import post, stored
 
@@ -423,3 +424,32 @@ async def test_authorize_download() -> None:
     finally:
         await server.close()
         await open_server.close()
+
+
+async def test_the_files_endpoint_honours_tokens(start_hub: HubFactory, tmp_path: Path) -> None:
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "q1.txt").write_bytes(b"quarterly")
+    (tmp_path / "secret.txt").write_bytes(b"secret")
+    hub = await start_hub(jwt_key=KEY, files_dir=tmp_path)
+    reports = token(allowing(files=["reports/*"]))
+    cases = [
+        ("/files/reports/q1.txt", bearer(reports), 200),
+        ("/files/reports/q1.txt", {"Cookie": f"sse_hub_token={reports}"}, 200),
+        (f"/files/reports/q1.txt?access_token={reports}", {}, 200),
+        ("/files/reports/q1.txt", {}, 401),
+        ("/files/reports/q1.txt", bearer(token(allowing(subscribe=["*"]))), 403),
+        ("/files/secret.txt", bearer(reports), 403),
+        ("/files/reports/missing.txt", {}, 401),  # nothing is revealed without a token
+        ("/files/reports/missing.txt", bearer(reports), 404),
+    ]
+    async with aiohttp.ClientSession() as session:
+        for path, headers, status in cases:
+            async with session.get(hub.make_url(path), headers=headers) as response:
+                body = await response.read()
+                assert response.status == status, (path, body)
+                if status == 200:
+                    assert body == b"quarterly"
+                else:
+                    assert response.content_type == "application/problem+json"
+    counters = app_of(hub)[HUB].counters
+    assert counters.file_bytes_served == 3 * len(b"quarterly")

@@ -15,7 +15,7 @@ def sub(*patterns: str, position: int = 0, live: bool = True) -> Subscriber:
 
 
 def ev(event_id: int, topic: str) -> Encoded:
-    return Encoded(event_id, topic, f"<{event_id}>".encode())
+    return Encoded.of(event_id, topic, f"<{event_id}>".encode())
 
 
 def test_routing_exact_prefix_and_all() -> None:

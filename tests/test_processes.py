@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import tempfile
@@ -16,6 +17,7 @@ import pytest
 
 from sse_hub.frames import FrameParser
 from sse_hub.stream import SHUTDOWN_RETRY_SPREAD_MS
+from tests import raw_http
 from tests.processes import HubProcess
 from tests.sse_client import SSEStream, open_stream
 from tests.waiting import wait_until
@@ -98,6 +100,25 @@ async def test_sigterm_ends_every_stream_cleanly(hubs: Callable[..., HubProcess]
     finally:
         for stream in streams:
             stream.close()
+
+
+async def test_sigterm_lets_a_download_finish(
+    hubs: Callable[..., HubProcess], dsn: str, tmp_path: Path
+) -> None:
+    content = os.urandom(32 << 20)
+    (tmp_path / "big.bin").write_bytes(content)
+    hub = hubs("--dsn", dsn, "--files-dir", str(tmp_path), "--shutdown-timeout", "20")
+    await hub.wait_healthy()
+    reader, writer, status, headers = await raw_http.open_slow(hub.port, "/files/big.bin")
+    try:
+        assert (status, int(headers["Content-Length"])) == (200, len(content))
+        received = await raw_http.read_exactly(reader, 1 << 16)
+        hub.signal(signal.SIGTERM)  # mid-download: the hub stops accepting, the download goes on
+        received += await raw_http.read_to_end(reader)
+        assert received == content
+        assert await hub.wait_exit(30) == 0
+    finally:
+        await raw_http.close(writer)
 
 
 async def test_workers_share_the_port(hubs: Callable[..., HubProcess], dsn: str) -> None:

@@ -72,7 +72,9 @@ async def test_never_reading_client_falls_behind_then_catches_up(start_hub: HubF
         received = await fast.events(EVENTS, timeout_s=60)
         watcher.cancel()
         assert [int(e.id or 0) for e in received] == ids
-        assert peak <= BUFFER_LIMIT
+        # Live frames stop at the limit; a replay page may pass it by its last
+        # event, on top of what the transport still holds below its low-water mark.
+        assert peak <= BUFFER_LIMIT + EVENT_BYTES + 64 * 1024
         assert max(s.overflows for s in subscribers) >= 1  # the slow one fell behind
         # Now the slow client reads: it gets every event, once, in order.
         got = await slow.events(EVENTS, timeout_s=120)
