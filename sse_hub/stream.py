@@ -17,7 +17,7 @@ from sse_hub import frames
 from sse_hub.errors import ServiceUnavailable
 from sse_hub.events import parse_patterns
 from sse_hub.feed import FeedClosed
-from sse_hub.hub import Hub
+from sse_hub.hub import HEARTBEAT_FRAME, Hub
 from sse_hub.keys import HUB
 from sse_hub.replay import LAST_EVENT_ID_QUERY_KEYS, parse_resume
 
@@ -28,7 +28,6 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-HEARTBEAT_FRAME = frames.comment_frame("heartbeat")
 
 
 def _resume_values(request: web.Request) -> list[str]:
