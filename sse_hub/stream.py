@@ -26,7 +26,7 @@ from sse_hub.auth import authenticate, authorize_subscribe
 from sse_hub.errors import ServiceUnavailable
 from sse_hub.events import parse_patterns
 from sse_hub.feed import Feed, FeedClosed
-from sse_hub.hub import Counters, Hub
+from sse_hub.hub import HEARTBEAT_FRAME, Counters, Hub
 from sse_hub.keys import HUB
 from sse_hub.replay import LAST_EVENT_ID_QUERY_KEYS, parse_resume
 from sse_hub.throttle import THROTTLE
@@ -38,7 +38,6 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-HEARTBEAT_FRAME = frames.comment_frame("heartbeat")
 SHUTDOWN_REASON = "shutdown"
 SHUTDOWN_RETRY_SPREAD_MS = 5000
 STREAMS_FULL_RETRY_AFTER_S = 5

@@ -124,6 +124,30 @@ class Subscriber:
         frames.clear()
         self.last_write_s = now_s
 
+    def beat(self, now_s: float, silence_s: float, chunk: bytes) -> bool:
+        """Write a heartbeat ``chunk`` if this live stream has been silent for ``silence_s``."""
+        transport = self._transport
+        if (
+            transport is None
+            or not self._ready
+            or self.state is not State.LIVE
+            or now_s - self.last_write_s < silence_s
+            or transport.get_write_buffer_size() > 0  # not silent: the client is just slow
+        ):
+            return False
+        if transport.is_closing():
+            self.close("gone")
+            return False
+        transport.write(chunk)
+        self.bytes_written += len(chunk)
+        self.last_write_s = now_s
+        return True
+
+    @property
+    def writes_itself(self) -> bool:
+        """Live frames and heartbeats go straight to a transport (no reader to wake)."""
+        return self._transport is not None
+
     def ready(self, now_s: float) -> None:
         """The response headers are written: frames may go to the transport from now on."""
         self._ready = True
@@ -157,17 +181,18 @@ class Subscriber:
         self.close_reason = reason
         self._wake()
 
-    async def wait(self, timeout_s: float) -> None:
-        """Wait for kept frames, a state change, or the timeout."""
+    async def wait(self, timeout_s: float | None) -> None:
+        """Wait for kept frames, a state change, or the timeout (``None``: no timeout)."""
         if self.take_ready() or self.state is not State.LIVE:
             return
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        handle = loop.call_later(timeout_s, _expire, waiter)
+        handle = None if timeout_s is None else loop.call_later(timeout_s, _expire, waiter)
         try:
             await waiter
         finally:
-            handle.cancel()
+            if handle is not None:
+                handle.cancel()
             self._waiter = None
 
     def take_ready(self) -> bool:
