@@ -5,6 +5,11 @@
     method=GET path="/events?topic=a&access_token=REDACTED" status=200 bytes=5120
     duration_ms=61234.5 remote=203.0.113.9 closed=client
 
+``bytes`` is what was sent, headers included (aiohttp's ``%b``); ``remote`` the
+peer, with ``forwarded_for`` when a proxy said more. ``closed`` (streams only)
+says who ended it: ``client``, ``shutdown``, ``slow`` (write timeout) or
+``gone`` (found closed by the fan-out).
+
 aiohttp logs a request when its handler returns. A stream's handler returns
 when the stream ends, except when the client goes away: then the handler is
 cancelled and aiohttp logs nothing. So streams log themselves (``log_stream``,

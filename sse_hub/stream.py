@@ -107,7 +107,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         hub.counters.bytes_sent += live_bytes
         log_stream(
             request,
-            size=tally.sent + live_bytes,
+            size=request.writer.output_size + live_bytes,  # headers included, as for others
             duration_s=time.monotonic() - started,
             closed=closed,
         )

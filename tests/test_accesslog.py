@@ -92,12 +92,18 @@ async def test_a_stream_logs_when_it_closes(dsn: str, caplog: pytest.LogCaptureF
         counters = app_of(server)[HUB].counters
         await wait_until(lambda: counters.streams_open == 0)
         (line,) = [r.getMessage() for r in caplog.records if "/events?topic=a&" in r.getMessage()]
-        # as written into the socket, each as one HTTP chunk
-        expected_bytes = len(b"d\r\nretry: 3000\n\n\r\n") + len(b"13\r\nid: 1\ndata: hello\n\n\r\n")
+        # the response head, then each frame as one HTTP chunk
+        chunks = len(b"d\r\nretry: 3000\n\n\r\n") + len(b"13\r\nid: 1\ndata: hello\n\n\r\n")
         assert line.startswith(
-            f'method=GET path="/events?topic=a&access_token=REDACTED" status=200 '
-            f"bytes={expected_bytes} duration_ms="
+            'method=GET path="/events?topic=a&access_token=REDACTED" status=200 bytes='
         )
+        logged_bytes = int(line.split(" bytes=")[1].split(" ")[0])
+        head = (
+            len("HTTP/1.1 200 OK\r\n")
+            + sum(len(f"{name}: {value}\r\n") for name, value in stream.headers.items())
+            + 2
+        )
+        assert logged_bytes == head + chunks
         assert line.endswith("closed=client")
         assert SECRET not in caplog.text
     finally:
