@@ -8,17 +8,21 @@ from pathlib import Path
 
 from aiohttp import web
 
+from sse_hub.auth import VERIFIER, Verifier
 from sse_hub.config import Settings, load_settings
+from sse_hub.cors import add_cors
 from sse_hub.dashboard import add_dashboard
 from sse_hub.downloads import serve_file
 from sse_hub.embedded_pg import EmbeddedPostgres
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB
+from sse_hub.metrics import add_metrics
 from sse_hub.migrate import migrate_dsn
 from sse_hub.ops import healthz
 from sse_hub.problems import problem_middleware
 from sse_hub.publish import publish_events
 from sse_hub.stream import stream_events
+from sse_hub.throttle import THROTTLE, Throttle
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +51,16 @@ async def prepare_database(
 
 
 def create_app(settings: Settings, *, pg_bindir: str | None = None) -> web.Application:
-    """The hub as an aiohttp application; mountable with ``add_subapp``."""
+    """The hub as an aiohttp application; mountable with ``add_subapp``.
+
+    Raises ``ConfigError`` for a public key it cannot use.
+    """
     app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    verifier = Verifier.from_settings(settings)
+    if verifier is not None:
+        app[VERIFIER] = verifier
+    app[THROTTLE] = Throttle(settings)
+    add_cors(app, settings.cors_origins)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         dsn, embedded = await prepare_database(settings, pg_bindir=pg_bindir)
@@ -72,6 +84,7 @@ def create_app(settings: Settings, *, pg_bindir: str | None = None) -> web.Appli
     app.router.add_get("/events", stream_events)
     app.router.add_post("/events", publish_events)
     app.router.add_get("/healthz", healthz)
+    add_metrics(app)
     app.router.add_get("/files/{path:.*}", serve_file)
     add_dashboard(app)
     return app

@@ -33,7 +33,12 @@ class Encoded(NamedTuple):
 
     @classmethod
     def of(cls, event_id: int, topic: str, frame: bytes) -> Encoded:
-        return cls(event_id, topic, frame, b"%x\r\n%b\r\n" % (len(frame), frame))
+        return cls(event_id, topic, frame, as_chunk(frame))
+
+
+def as_chunk(data: bytes) -> bytes:
+    """``data`` as one HTTP/1.1 chunk (RFC 9112 section 7.1)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
 
 
 class Broker(Protocol):
@@ -48,6 +53,8 @@ class Broker(Protocol):
     def try_go_live(self, subscriber: Subscriber, covered_through: int) -> bool: ...
 
     def close(self, reason: str) -> None: ...
+
+    def beat(self, now_s: float, silence_s: float, chunk: bytes) -> int: ...
 
     def __len__(self) -> int: ...
 
@@ -120,18 +127,30 @@ class InMemoryBroker:
         self.last_id = last_id
         self._clock = clock
         self._index = TopicIndex()
-        self._count = 0
+        self._all: set[Subscriber] = set()
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._all)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._index.add(subscriber)
-        self._count += 1
+        self._all.add(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._index.remove(subscriber)
-        self._count -= 1
+        self._all.discard(subscriber)
+
+    def beat(self, now_s: float, silence_s: float, chunk: bytes) -> int:
+        """Write ``chunk`` (a heartbeat) to every live stream silent for ``silence_s``.
+
+        One sweep for all streams instead of a timer per stream; returns how many
+        got one.
+        """
+        beaten = 0
+        for subscriber in self._all:
+            if subscriber.beat(now_s, silence_s, chunk):
+                beaten += 1
+        return beaten
 
     def dispatch(self, events: Sequence[Encoded]) -> int:
         """Offer each event, in id order, to its subscribers; returns frames queued.
@@ -165,6 +184,10 @@ class InMemoryBroker:
         subscriber.go_live(covered_through)
         return True
 
+    def bytes_written(self) -> int:
+        """What the open streams' transports were given so far (read when scraped)."""
+        return sum(subscriber.bytes_written for subscriber in self._all)
+
     def close(self, reason: str) -> None:
-        for subscriber in list(self._index.all()):
+        for subscriber in list(self._all):
             subscriber.close(reason)

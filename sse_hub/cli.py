@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sse_hub import frames, store
+from sse_hub.auth import Verifier
 from sse_hub.config import (
     SERVE_OPTIONS,
     Settings,
@@ -18,10 +19,12 @@ from sse_hub.config import (
     env_flag,
     load_dsn,
     load_settings,
+    parse_duration_s,
+    parse_jwt_key,
 )
 from sse_hub.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from sse_hub.errors import ConfigError, HubError
-from sse_hub.events import new_event, parse_patterns
+from sse_hub.events import new_event, parse_patterns, validate_topic
 from sse_hub.migrate import MigrationError, migrate_dsn
 from sse_hub.replay import parse_resume
 from sse_hub.terminal import render_json, render_text
@@ -115,6 +118,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON object per event, for scripts"
     )
     _add_dsn(tail)
+
+    token = commands.add_parser(
+        "token",
+        help="mint a token for development",
+        description="Print a signed token allowing the given topic patterns: HS256 with "
+        "--jwt-key (else SSE_HUB_JWT_KEY), or RS256/ES256 with --private-key.",
+    )
+    for claim, what in (("publish", "publish to"), ("subscribe", "subscribe to")):
+        token.add_argument(
+            f"--{claim}",
+            action="append",
+            default=[],
+            metavar="PATTERN",
+            help=f"may {what} topics matching PATTERN (repeatable; x/* and * work)",
+        )
+    token.add_argument(
+        "--files",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="may download paths matching PATTERN (repeatable)",
+    )
+    token.add_argument(
+        "--sub", help="the subject (who this token is for; rate limits count per subject)"
+    )
+    token.add_argument("--ttl", default="1h", help="lifetime, e.g. 30m, 1h, 7d (default 1h)")
+    token.add_argument("--jwt-key", help="the hub's HS256 secret [env SSE_HUB_JWT_KEY]")
+    token.add_argument(
+        "--private-key", metavar="PEM_FILE", help="sign with this RSA or P-256 private key instead"
+    )
     return parser
 
 
@@ -128,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "publish": _publish,
         "tail": _tail,
+        "token": _token,
     }
     try:
         return handlers[args.command](args)
@@ -148,6 +182,7 @@ def _serve(args: argparse.Namespace) -> int:
     from sse_hub.server import serve
 
     settings = load_settings(vars(args))
+    Verifier.from_settings(settings)  # an unusable public key stops here, before any worker
     return serve(settings, reuse_port=args.reuse_port, pg_bindir=env_flag("PG_BINDIR"))
 
 
@@ -231,3 +266,42 @@ def _tail(args: argparse.Namespace) -> int:
             await hub.close()
 
     return _with_database(args, work)
+
+
+def _token(args: argparse.Namespace) -> int:
+    from sse_hub.auth import mint_token
+
+    for pattern in (*args.publish, *args.subscribe, *args.files):
+        validate_topic(pattern, what="pattern")
+    try:
+        ttl_s = parse_duration_s(args.ttl)
+    except ValueError as exc:
+        raise ConfigError("--ttl", str(exc)) from None
+    private_pem: str | None = None
+    key = ""
+    if args.private_key:
+        private_pem = Path(args.private_key).expanduser().read_text(encoding="ascii")
+    else:
+        key = args.jwt_key or env_flag("SSE_HUB_JWT_KEY") or ""
+        if not key:
+            raise ConfigError(
+                "--jwt-key", "give the hub's key (or SSE_HUB_JWT_KEY), or --private-key"
+            )
+        try:
+            parse_jwt_key(key)
+        except ValueError as exc:
+            raise ConfigError("--jwt-key", str(exc)) from None
+    try:
+        token = mint_token(
+            key=key,
+            private_key_pem=private_pem,
+            publish=args.publish,
+            subscribe=args.subscribe,
+            files=args.files,
+            subject=args.sub,
+            ttl_s=ttl_s,
+        )
+    except ValueError as exc:
+        raise ConfigError("--private-key", str(exc)) from None
+    print(token)
+    return EXIT_OK

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sse_hub.errors import ConfigError
+from sse_hub.ratelimit import IPNetwork, Rate, parse_rate
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -34,6 +35,16 @@ DEFAULT_MAX_STREAMS = 20_000
 DEFAULT_SUBSCRIBER_BUFFER_BYTES = 1024 * 1024
 DEFAULT_WRITE_TIMEOUT_S = 30.0
 DEFAULT_FILE_CHUNK_BYTES = 64 * 1024
+# Per client (token subject, else address), for clients that are not on loopback.
+DEFAULT_RATE_PUBLISH = Rate(per_s=50.0, burst=500)
+DEFAULT_RATE_CONNECT = Rate(per_s=20.0, burst=500)
+# A proxy on this machine (nginx in front) is believed out of the box.
+DEFAULT_TRUSTED_PROXIES: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
+# RFC 7518, section 3.2: an HS256 key must be at least as long as the hash (256 bits).
+MIN_JWT_KEY_BYTES = 32
 # Caches may keep a download but must revalidate it (a cheap 304 by ETag) before
 # reuse: the hub cannot know whether a path is ever overwritten ("latest.tar.gz").
 # Unlike "public" or "must-revalidate", "no-cache" does not let shared caches
@@ -71,6 +82,10 @@ class Settings:
     subscriber_buffer_bytes: int = DEFAULT_SUBSCRIBER_BUFFER_BYTES
     write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
     file_chunk_bytes: int = DEFAULT_FILE_CHUNK_BYTES
+    rate_publish: Rate | None = DEFAULT_RATE_PUBLISH
+    rate_connect: Rate | None = DEFAULT_RATE_CONNECT
+    rate_limit_loopback: bool = False
+    trusted_proxies: tuple[IPNetwork, ...] = DEFAULT_TRUSTED_PROXIES
     files_cache_control: str = DEFAULT_FILES_CACHE_CONTROL
 
     @property
@@ -129,6 +144,22 @@ def _directory(text: str) -> Path:
     if not path.is_dir():
         raise ValueError(f"{text!r} is not a directory")
     return path.resolve()
+
+
+def parse_jwt_key(text: str) -> str:
+    if len(text.encode("utf-8")) < MIN_JWT_KEY_BYTES:
+        raise ValueError(
+            f"an HS256 key needs at least {MIN_JWT_KEY_BYTES} bytes; "
+            "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return text
+
+
+def _cidr(text: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"expected an address or CIDR like 10.0.0.0/8, got {text!r}") from None
 
 
 def _header_value(text: str) -> str:
@@ -217,7 +248,13 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "how long events are kept for replay, e.g. 30s, 24h, 7d (default 24h)",
         metavar="DURATION",
     ),
-    Option("--jwt-key", "jwt_key", _nonempty, "HS256 secret; enables authorisation"),
+    Option(
+        "--jwt-key",
+        "jwt_key",
+        parse_jwt_key,
+        f"HS256 secret of at least {MIN_JWT_KEY_BYTES} bytes; enables authorisation",
+        metavar="SECRET",
+    ),
     Option(
         "--jwt-public-key",
         "jwt_public_key",
@@ -287,6 +324,66 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         _int_between(4096, 16 << 20),
         f"bytes read per chunk for downloads (default {DEFAULT_FILE_CHUNK_BYTES})",
         metavar="BYTES",
+    ),
+    Option(
+        "--max-data",
+        "max_data_bytes",
+        _int_between(1, 64 << 20),
+        f"bytes of data per event before 413 (default {DEFAULT_MAX_DATA_BYTES})",
+        metavar="BYTES",
+    ),
+    Option(
+        "--max-body",
+        "max_body_bytes",
+        _int_between(1024, 256 << 20),
+        f"bytes per request body before 413 (default {DEFAULT_MAX_BODY_BYTES})",
+        metavar="BYTES",
+    ),
+    Option(
+        "--max-batch",
+        "max_batch_events",
+        _int_between(1, 100_000),
+        f"events per published batch before 413 (default {DEFAULT_MAX_BATCH_EVENTS})",
+        metavar="EVENTS",
+    ),
+    Option(
+        "--max-topics",
+        "max_topics_per_stream",
+        _int_between(1, 10_000),
+        f"topics per subscription before 422 (default {DEFAULT_MAX_TOPICS_PER_STREAM})",
+        metavar="COUNT",
+    ),
+    Option(
+        "--rate-publish",
+        "rate_publish",
+        parse_rate,
+        "publish requests per second and burst per client, RATE[:BURST] or off "
+        f"(default {DEFAULT_RATE_PUBLISH})",
+        metavar="RATE",
+    ),
+    Option(
+        "--rate-connect",
+        "rate_connect",
+        parse_rate,
+        "new streams per second and burst per client, RATE[:BURST] or off "
+        f"(default {DEFAULT_RATE_CONNECT})",
+        metavar="RATE",
+    ),
+    Option(
+        "--rate-limit-loopback",
+        "rate_limit_loopback",
+        _bool,
+        "apply the rate limits to clients on loopback too (off: they are unlimited)",
+        switch=True,
+    ),
+    Option(
+        "--trusted-proxy",
+        "trusted_proxies",
+        _cidr,
+        "address or CIDR of a proxy whose X-Forwarded-For is believed "
+        "(repeatable; env: comma-separated; default loopback)",
+        repeatable=True,
+        metavar="CIDR",
     ),
     Option(
         "--files-cache-control",

@@ -28,6 +28,7 @@ import aiofiles
 from aiofiles.threadpool.binary import AsyncBufferedReader
 from aiohttp import hdrs, web
 
+from sse_hub.auth import authorize_download
 from sse_hub.errors import NotFound
 from sse_hub.keys import HUB
 from sse_hub.ranges import entity_tag, http_date, if_range_holds, not_modified, parse_range
@@ -157,9 +158,9 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
     parts = path_parts(_raw_tail(request))
     if settings.files_dir is None:
         raise NotFound("this hub serves no files (no --files-dir)")
-    # Authorisation seam (security issue): check the caller's token for the
-    # relative path "/".join(parts) here, before the filesystem is touched, and
-    # raise Unauthorized/Forbidden. Nothing about a file is revealed before it.
+    # Before the filesystem is touched: nothing about a file is revealed to a
+    # caller whose token does not allow its path.
+    authorize_download(request, "/".join(parts))
     path = await asyncio.to_thread(_locate, settings.files_dir, parts)
     file = await _open(path)
     try:
@@ -232,7 +233,8 @@ async def _send(
     length: int,
 ) -> None:
     """Copy ``length`` bytes from ``first`` on, one chunk in memory at a time."""
-    settings = request.app[HUB].settings
+    hub = request.app[HUB]
+    settings = hub.settings
     remaining = length
     try:
         await file.seek(first)
@@ -249,6 +251,7 @@ async def _send(
             remaining -= len(chunk)
             async with asyncio.timeout(settings.write_timeout_s):
                 await response.write(chunk)
+            hub.counters.file_bytes_served += len(chunk)
     except TimeoutError:
         log.info("disconnected a download that stopped reading (%s)", request.remote)
         if request.transport is not None:

@@ -29,9 +29,19 @@ class MalformedRequest(HubError):
 
 
 class Unauthorized(HubError):
+    """No usable token. ``error`` is the RFC 6750 code for ``WWW-Authenticate``.
+
+    A request without any token gets no error code (RFC 6750, section 3.1); a
+    token that is malformed, badly signed or expired gets ``invalid_token``.
+    """
+
     status = 401
     title = "Unauthorized"
     slug = "unauthorized"
+
+    def __init__(self, detail: str, *, error: str | None = None) -> None:
+        super().__init__(detail)
+        self.error = error
 
 
 class Forbidden(HubError):
@@ -72,6 +82,16 @@ class InvalidInput(HubError):
     status = 422
     title = "Unprocessable Content"
     slug = "invalid-input"
+
+
+class TooManyRequests(HubError):
+    status = 429
+    title = "Too Many Requests"
+    slug = "too-many-requests"
+
+    def __init__(self, detail: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
 
 
 class ServiceUnavailable(HubError):

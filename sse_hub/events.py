@@ -140,3 +140,32 @@ def parse_patterns(values: list[str], *, max_count: int) -> tuple[TopicPattern, 
 
 def any_matches(patterns: tuple[TopicPattern, ...], topic: str) -> bool:
     return any(pattern.matches(topic) for pattern in patterns)
+
+
+def covers(granted: TopicPattern, requested: TopicPattern) -> bool:
+    """Whether a token's ``granted`` pattern allows subscribing to ``requested``.
+
+    An exact topic is covered by any pattern that matches it; ``p/*`` by ``*``
+    or by a ``q/*`` whose prefix ``p/`` starts with (``orders/*`` covers
+    ``orders/eu/*``); ``*`` only by ``*``. An exact grant never covers a
+    pattern, however few topics that pattern happens to match today.
+    """
+    if granted.is_all:
+        return True
+    if requested.is_all:
+        return False
+    wanted_prefix = requested.prefix
+    if wanted_prefix is None:
+        return granted.matches(requested.text)
+    granted_prefix = granted.prefix
+    return granted_prefix is not None and wanted_prefix.startswith(granted_prefix)
+
+
+def first_uncovered(
+    granted: tuple[TopicPattern, ...], requested: tuple[TopicPattern, ...]
+) -> TopicPattern | None:
+    """The first requested pattern no grant covers, or ``None`` when all are allowed."""
+    for wanted in requested:
+        if not any(covers(grant, wanted) for grant in granted):
+            return wanted
+    return None

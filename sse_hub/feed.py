@@ -124,6 +124,9 @@ class Feed:
                 return chunk
             if subscriber.state is not State.LIVE:
                 continue
+            if subscriber.writes_itself:
+                await subscriber.wait(None)  # the broker writes frames and heartbeats
+                continue
             silence_left_s = subscriber.last_write_s + heartbeat_s - now_s
             if silence_left_s <= 0:
                 subscriber.last_write_s = now_s

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
-from sse_hub import store
-from sse_hub.broker import InMemoryBroker
+from sse_hub import frames, store
+from sse_hub.broker import InMemoryBroker, as_chunk
 from sse_hub.committer import GroupCommitter
 from sse_hub.config import Settings
 from sse_hub.events import NewEvent, TopicPattern, new_event
@@ -24,10 +26,16 @@ from sse_hub.listener import Relay
 from sse_hub.replay import Resume
 from sse_hub.retention import Retention
 from sse_hub.subscriber import WriteTarget
+from sse_hub.tasks import stop_task
+
+log = logging.getLogger(__name__)
 
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 HEALTH_TIMEOUT_S = 2.0
+MAX_HEARTBEAT_TICK_S = 1.0
+HEARTBEAT_FRAME = frames.comment_frame("heartbeat")
+HEARTBEAT_CHUNK = as_chunk(HEARTBEAT_FRAME)
 
 
 async def _end_transaction(conn: Any) -> None:
@@ -44,13 +52,18 @@ async def _end_transaction(conn: Any) -> None:
 
 @dataclass
 class Counters:
+    """Plain numbers the hot paths bump; ``/metrics`` reads them when scraped."""
+
     streams_open: int = 0
     streams_total: int = 0
+    streams_refused: int = 0
     events_published: int = 0
     frames_replayed: int = 0
     slow_disconnects: int = 0
     catch_ups: int = 0
     bytes_sent: int = 0
+    file_bytes_served: int = 0
+    problems: dict[int, int] = field(default_factory=dict)  # error answers by status
 
 
 @dataclass
@@ -63,6 +76,7 @@ class Hub:
     relay: Relay
     retention: Retention | None
     counters: Counters = field(default_factory=Counters)
+    heartbeats: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, settings: Settings, dsn: str, *, retention: bool = True) -> Hub:
@@ -82,13 +96,27 @@ class Hub:
         pruner = Retention(pool, settings.retention_s) if retention else None
         if pruner is not None:
             pruner.start()
-        return cls(settings, dsn, pool, broker, committer, relay, pruner)
+        hub = cls(settings, dsn, pool, broker, committer, relay, pruner)
+        hub.heartbeats = asyncio.create_task(hub._beat_forever(), name="sse-hub-heartbeats")
+        return hub
+
+    async def _beat_forever(self) -> None:
+        """One sweep writes the heartbeats of every silent stream (no timer per stream)."""
+        silence_s = self.settings.heartbeat_s
+        tick_s = min(MAX_HEARTBEAT_TICK_S, silence_s / 4)
+        while True:
+            await asyncio.sleep(tick_s)
+            try:
+                self.broker.beat(time.monotonic(), silence_s, HEARTBEAT_CHUNK)
+            except Exception:  # one broken stream must not end heartbeats for all
+                log.exception("heartbeat sweep failed")
 
     async def close(self) -> None:
         """Stop everything in reverse order of start; each step runs even if one fails."""
         self.broker.close("shutdown")
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.pool.close)
+            stack.push_async_callback(stop_task, self.heartbeats)
             stack.push_async_callback(self.committer.close)
             stack.push_async_callback(self.relay.close)
             if self.retention is not None:

@@ -126,7 +126,10 @@ class Relay:
                 await self._catch_up()
                 backoff_s = BACKOFF_FIRST_S
                 try:
-                    await asyncio.wait_for(self._bell.wait(), self._poll_s)
+                    # Not wait_for: on Python 3.11 it drops a cancellation that lands
+                    # in the same loop turn as the bell, and close() then waits for ever.
+                    async with asyncio.timeout(self._poll_s):
+                        await self._bell.wait()
                 except TimeoutError:
                     if await store.outbox_pending(self._conn):
                         self._committer.request_drain()

@@ -5,15 +5,25 @@ from __future__ import annotations
 import json
 import logging
 
+import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from sse_hub.errors import HubError, RangeNotSatisfiable, ServiceUnavailable
+from sse_hub.errors import (
+    HubError,
+    RangeNotSatisfiable,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 
 log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://sse-hub.dev/problems/"
+AUTH_REALM = "sse_hub"
+# Failures of the database rather than of the request: 503, the client may retry.
+DATABASE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
 def problem_response(
@@ -36,8 +46,14 @@ def problem_response(
 
 def from_error(error: HubError) -> web.Response:
     headers: dict[str, str] = {}
-    if isinstance(error, ServiceUnavailable):
+    if isinstance(error, ServiceUnavailable | TooManyRequests):
         headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, Unauthorized):
+        # RFC 6750, section 3: the challenge, with an error code once a token was sent.
+        challenge = f'Bearer realm="{AUTH_REALM}"'
+        if error.error:
+            challenge += f', error="{error.error}"'
+        headers["WWW-Authenticate"] = challenge
     if isinstance(error, RangeNotSatisfiable):
         headers["Content-Range"] = f"bytes */{error.size}"
     return problem_response(
@@ -57,3 +73,20 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
         detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         return problem_response(exc.status, exc.reason, detail or exc.reason, headers=headers)
+    except ConnectionError:
+        raise  # the client went away: nothing to answer
+    except Exception as exc:
+        if request.writer.output_size > 0:
+            raise  # a response is under way (a stream): it cannot become a problem now
+        if isinstance(exc, DATABASE_ERRORS):
+            log.warning(
+                "%s %s: the database is unreachable (%s)", request.method, request.path, exc
+            )
+            return from_error(
+                ServiceUnavailable("the database is unreachable; try again", retry_after_s=5)
+            )
+        # A bug of ours: the client still gets a problem, the log gets the traceback.
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return problem_response(
+            500, "Internal Server Error", "the hub failed to handle this request; see its log"
+        )

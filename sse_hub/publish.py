@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from sse_hub.auth import authenticate, authorize_publish
 from sse_hub.errors import (
     InvalidInput,
     MalformedRequest,
@@ -23,6 +24,7 @@ from sse_hub.errors import (
 from sse_hub.events import NewEvent, new_event
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB
+from sse_hub.throttle import THROTTLE
 
 JSON_TYPES = {"application/json", "text/json"}
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -114,6 +116,9 @@ def event_from_form(body: bytes, *, max_data_bytes: int) -> NewEvent:
 async def publish_events(request: web.Request) -> web.Response:
     hub: Hub = request.app[HUB]
     settings = hub.settings
+    # Who first (401), then how often (429), and only then read and check the body.
+    grant = authenticate(request, header_only=True)
+    request.app[THROTTLE].check_publish(request, grant)
     content_type = request.content_type
     is_json = content_type in JSON_TYPES or content_type.endswith("+json")
     if not is_json and content_type != FORM_TYPE:
@@ -129,6 +134,7 @@ async def publish_events(request: web.Request) -> web.Response:
         )
     else:
         events, batch = [event_from_form(body, max_data_bytes=settings.max_data_bytes)], False
+    authorize_publish(grant, [event.topic for event in events])
     ids = await hub.publish_events(events)
     payload: dict[str, Any] = {"ids": ids} if batch else {"id": ids[0]}
     return web.json_response(payload, status=201)

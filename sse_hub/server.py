@@ -14,6 +14,7 @@ import asyncio
 import ctypes
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from types import FrameType
 
 from aiohttp import web
 
+from sse_hub.accesslog import ACCESS_LOGGER_NAME, AccessLogger, MalformedRequestFilter
 from sse_hub.app import create_app, prepare_database
 from sse_hub.config import Settings
 
@@ -33,9 +35,11 @@ _PR_SET_PDEATHSIG = 1
 
 
 def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None = None) -> int:
+    _raise_open_files_limit()
     if settings.workers > 1:
         return _supervise(settings, pg_bindir=pg_bindir)
     app = create_app(settings, pg_bindir=pg_bindir)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
     web.run_app(
         app,
         loop=_new_loop(),
@@ -44,12 +48,21 @@ def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None
         shutdown_timeout=settings.shutdown_timeout_s,
         handler_cancellation=True,
         reuse_port=reuse_port or None,
-        access_log=None,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger(ACCESS_LOGGER_NAME),
         print=lambda _: log.info(
             "sse-hub serving on http://%s:%d (pid %d)", settings.host, settings.port, os.getpid()
         ),
     )
     return 0
+
+
+def _raise_open_files_limit() -> None:
+    """Every stream is a socket: take the hard limit on open files, not the soft one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        log.info("open files limit raised from %d to %d", soft, hard)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -4,22 +4,32 @@ One loop owns each stream: it waits for the next chunk from the client's feed
 (replayed history, live frames, or silence long enough for a heartbeat), writes
 it, and ends on shutdown, on a failed or stalled write, or when the client
 goes away (the handler is then cancelled, and the cancellation propagates).
+
+A stream ended by the hub's shutdown says ``retry:`` once more with a random
+delay in ``[--retry-ms, --retry-ms + SHUTDOWN_RETRY_SPREAD_MS]`` before its
+clean end, so thousands of clients do not all reconnect in the same second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
+import time
 
 from aiohttp import web
 
 from sse_hub import frames
+from sse_hub.accesslog import log_stream
+from sse_hub.auth import authenticate, authorize_subscribe
 from sse_hub.errors import ServiceUnavailable
 from sse_hub.events import parse_patterns
-from sse_hub.feed import FeedClosed
-from sse_hub.hub import Hub
+from sse_hub.feed import Feed, FeedClosed
+from sse_hub.hub import HEARTBEAT_FRAME, Counters, Hub
 from sse_hub.keys import HUB
 from sse_hub.replay import LAST_EVENT_ID_QUERY_KEYS, parse_resume
+from sse_hub.throttle import THROTTLE
 
 log = logging.getLogger(__name__)
 
@@ -28,22 +38,34 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-HEARTBEAT_FRAME = frames.comment_frame("heartbeat")
+SHUTDOWN_REASON = "shutdown"
+SHUTDOWN_RETRY_SPREAD_MS = 5000
+STREAMS_FULL_RETRY_AFTER_S = 5
 
 
 def _resume_values(request: web.Request) -> list[str]:
     return [value for key in LAST_EVENT_ID_QUERY_KEYS for value in request.query.getall(key, [])]
 
 
+def shutdown_retry_frame(retry_ms: int) -> bytes:
+    return frames.retry_frame(retry_ms + random.randint(0, SHUTDOWN_RETRY_SPREAD_MS))
+
+
 async def stream_events(request: web.Request) -> web.StreamResponse:
     hub: Hub = request.app[HUB]
     settings = hub.settings
+    grant = authenticate(request)
+    request.app[THROTTLE].check_connect(request, grant)
     patterns = parse_patterns(
         request.query.getall("topic", []), max_count=settings.max_topics_per_stream
     )
+    authorize_subscribe(grant, patterns)
     resume = parse_resume(request.headers.get("Last-Event-ID"), _resume_values(request))
     if hub.counters.streams_open >= settings.max_streams:
-        raise ServiceUnavailable("this hub has as many streams as it allows", retry_after_s=5)
+        hub.counters.streams_refused += 1
+        raise ServiceUnavailable(
+            "this hub has as many streams as it allows", retry_after_s=STREAMS_FULL_RETRY_AFTER_S
+        )
 
     transport = request.transport
     if transport is None:  # the client is already gone
@@ -52,19 +74,25 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     await feed.open()  # before the first byte: nothing published after it can be missed
     hub.counters.streams_open += 1
     hub.counters.streams_total += 1
+    started = time.monotonic()
+    tally = _Tally(hub.counters, feed)
+    closed = "client"
     response = web.StreamResponse(status=200, headers=SSE_HEADERS)
     try:
         await response.prepare(request)
-        await _write(response, frames.retry_frame(settings.retry_ms), settings.write_timeout_s)
+        await tally.write(response, frames.retry_frame(settings.retry_ms), settings.write_timeout_s)
         feed.ready()  # live frames now go straight into the transport, chunk-encoded once
         while True:
             chunk = await feed.next_chunk(settings.heartbeat_s)
+            tally.count_feed()
             data = HEARTBEAT_FRAME if chunk is None else chunk
-            await _write(response, data, settings.write_timeout_s)
-            hub.counters.bytes_sent += len(data)
-    except FeedClosed:
-        pass
+            await tally.write(response, data, settings.write_timeout_s)
+    except FeedClosed as closed_by:
+        closed = closed_by.reason
+        if closed_by.reason == SHUTDOWN_REASON:
+            await _say_goodbye(response, tally, settings.retry_ms)
     except TimeoutError:
+        closed = "slow"
         hub.counters.slow_disconnects += 1
         log.info("disconnected a client that stopped reading (%s)", request.remote)
         if request.transport is not None:
@@ -73,12 +101,53 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         pass  # the client went away mid-write
     finally:
         feed.close()
+        tally.count_feed()
         hub.counters.streams_open -= 1
-        hub.counters.frames_replayed += feed.replayed
-        hub.counters.catch_ups += feed.subscriber.overflows
+        live_bytes = feed.subscriber.bytes_written  # written by the broker, not by this loop
+        hub.counters.bytes_sent += live_bytes
+        log_stream(
+            request,
+            size=request.writer.output_size + live_bytes,  # headers included, as for others
+            duration_s=time.monotonic() - started,
+            closed=closed,
+        )
     return response
 
 
-async def _write(response: web.StreamResponse, data: bytes, timeout_s: float) -> None:
-    async with asyncio.timeout(timeout_s):
-        await response.write(data)
+def chunked_size(payload_bytes: int) -> int:
+    """Bytes on the wire for one HTTP/1.1 chunk: ``<hex size>\r\n<payload>\r\n``."""
+    return payload_bytes + len(b"%x" % payload_bytes) + 4
+
+
+async def _say_goodbye(response: web.StreamResponse, tally: _Tally, retry_ms: int) -> None:
+    """The last frame before a shutdown: a jittered reconnection delay."""
+    # A client that is not reading keeps its own retry delay: nothing to wait for.
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        await tally.write(response, shutdown_retry_frame(retry_ms), timeout_s=1.0)
+
+
+class _Tally:
+    """Counts what one stream sent into the hub's counters as it goes (plain ints)."""
+
+    __slots__ = ("_counters", "_feed", "_overflows", "_replayed", "sent")
+
+    def __init__(self, counters: Counters, feed: Feed) -> None:
+        self._counters = counters
+        self._feed = feed
+        self._replayed = 0
+        self._overflows = 0
+        self.sent = 0
+
+    async def write(self, response: web.StreamResponse, data: bytes, timeout_s: float) -> None:
+        async with asyncio.timeout(timeout_s):
+            await response.write(data)
+        size = chunked_size(len(data))
+        self.sent += size
+        self._counters.bytes_sent += size
+
+    def count_feed(self) -> None:
+        feed = self._feed
+        replayed, overflows = feed.replayed, feed.subscriber.overflows
+        self._counters.frames_replayed += replayed - self._replayed
+        self._counters.catch_ups += overflows - self._overflows
+        self._replayed, self._overflows = replayed, overflows

@@ -54,6 +54,7 @@ class Subscriber:
         "_ready",
         "_transport",
         "_waiter",
+        "bytes_written",
         "close_reason",
         "last_write_s",
         "overflows",
@@ -75,6 +76,7 @@ class Subscriber:
         self.position = position
         self.state = State.LIVE if live else State.BEHIND
         self.overflows = 0
+        self.bytes_written = 0  # into the transport, chunk framing included (for /metrics)
         self.close_reason = ""
         self.last_write_s = 0.0
         self._limit_bytes = buffer_limit_bytes
@@ -116,9 +118,35 @@ class Subscriber:
             self.close("gone")
             return
         frames = self._frames
-        transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        transport.write(data)
+        self.bytes_written += len(data)
         frames.clear()
         self.last_write_s = now_s
+
+    def beat(self, now_s: float, silence_s: float, chunk: bytes) -> bool:
+        """Write a heartbeat ``chunk`` if this live stream has been silent for ``silence_s``."""
+        transport = self._transport
+        if (
+            transport is None
+            or not self._ready
+            or self.state is not State.LIVE
+            or now_s - self.last_write_s < silence_s
+            or transport.get_write_buffer_size() > 0  # not silent: the client is just slow
+        ):
+            return False
+        if transport.is_closing():
+            self.close("gone")
+            return False
+        transport.write(chunk)
+        self.bytes_written += len(chunk)
+        self.last_write_s = now_s
+        return True
+
+    @property
+    def writes_itself(self) -> bool:
+        """Live frames and heartbeats go straight to a transport (no reader to wake)."""
+        return self._transport is not None
 
     def ready(self, now_s: float) -> None:
         """The response headers are written: frames may go to the transport from now on."""
@@ -153,17 +181,18 @@ class Subscriber:
         self.close_reason = reason
         self._wake()
 
-    async def wait(self, timeout_s: float) -> None:
-        """Wait for kept frames, a state change, or the timeout."""
+    async def wait(self, timeout_s: float | None) -> None:
+        """Wait for kept frames, a state change, or the timeout (``None``: no timeout)."""
         if self.take_ready() or self.state is not State.LIVE:
             return
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        handle = loop.call_later(timeout_s, _expire, waiter)
+        handle = None if timeout_s is None else loop.call_later(timeout_s, _expire, waiter)
         try:
             await waiter
         finally:
-            handle.cancel()
+            if handle is not None:
+                handle.cancel()
             self._waiter = None
 
     def take_ready(self) -> bool:

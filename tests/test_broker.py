@@ -90,3 +90,46 @@ def test_close_closes_every_subscriber() -> None:
         broker.subscribe(s)
     broker.close("shutdown")
     assert all(s.state is State.CLOSED for s in subs)
+
+
+def test_beat_writes_heartbeats_to_silent_live_streams_only() -> None:
+    from tests.test_subscriber import RecordingTransport
+
+    broker = InMemoryBroker()
+    quiet_transport, busy_transport, slow_transport = (
+        RecordingTransport(),
+        RecordingTransport(),
+        RecordingTransport(),
+    )
+    quiet = Subscriber(
+        (TopicPattern("q"),),
+        position=0,
+        live=True,
+        buffer_limit_bytes=1 << 20,
+        transport=quiet_transport,
+    )
+    busy = Subscriber(
+        (TopicPattern("b"),),
+        position=0,
+        live=True,
+        buffer_limit_bytes=1 << 20,
+        transport=busy_transport,
+    )
+    slow = Subscriber(
+        (TopicPattern("s"),),
+        position=0,
+        live=True,
+        buffer_limit_bytes=1 << 20,
+        transport=slow_transport,
+    )
+    for s in (quiet, busy, slow):
+        broker.subscribe(s)
+        s.ready(0.0)
+    slow_transport.backlog = 10  # still sending: not silent
+    busy.last_write_s = 9.0
+    assert broker.beat(10.0, 5.0, b"HB") == 1
+    assert quiet_transport.written == b"HB"
+    assert busy_transport.written == b""
+    assert slow_transport.written == b""
+    assert quiet.last_write_s == 10.0
+    assert broker.beat(12.0, 5.0, b"HB") == 0  # quiet was just written to

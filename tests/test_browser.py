@@ -19,6 +19,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.processes import HubProcess
+from tests.sse_client import open_stream
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 CHROMIUM_ARGS = [
@@ -145,3 +146,22 @@ async def test_browser_reconnect_after_hub_restart_shows_every_event_once(
     assert any("reconnected; the browser resumed after id 3" in note for note in notes)
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard-after-restart.png"), full_page=True)
+
+
+async def test_dashboard_retries_after_the_hub_refuses_the_stream(
+    browser: Browser, hub_processes: list[HubProcess], dsn: str
+) -> None:
+    hub = HubProcess(["--dsn", dsn, "--max-streams", "1"])
+    hub_processes.append(hub)
+    await hub.wait_healthy()
+    occupant = await open_stream(hub.port, "/events?topic=b")
+    page = await browser.new_page()
+    try:
+        await occupant.next_frame()
+        await page.goto(hub.url + "/?topic=b")  # 503: EventSource itself gives up
+        await page.wait_for_selector("text=the hub refused the stream", timeout=WAIT_MS)
+    finally:
+        occupant.close()
+    await page.wait_for_selector('#state[data-state="open"]', timeout=WAIT_MS)
+    await _publish(hub.url, "after the retry")
+    await _wait_count(page, 1)

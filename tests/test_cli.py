@@ -7,9 +7,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import asyncpg
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.processes import HubProcess
 
 COMMAND = [sys.executable, "-m", "sse_hub"]
 
@@ -157,6 +163,76 @@ def test_bad_environment_value_names_the_flag() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("sse-hub: error: --port:")
+
+
+TOKEN_KEY = "cli-test-key-" + "k" * 32
+
+
+def test_token_mints_what_the_hub_accepts(tmp_path: Path) -> None:
+    result = run(
+        "token", "--publish", "a", "--publish", "b/*", "--subscribe", "*", "--sub", "me",
+        "--ttl", "30m", "--jwt-key", TOKEN_KEY,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    claims = jwt.decode(result.stdout.strip(), TOKEN_KEY, algorithms=["HS256"])
+    assert claims["sub"] == "me"
+    assert claims["exp"] - claims["iat"] == 1800
+    assert claims["sse_hub"] == {"publish": ["a", "b/*"], "subscribe": ["*"], "files": []}
+    env_key = subprocess.run(
+        [*COMMAND, "token", "--files", "r/*"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SSE_HUB_JWT_KEY": TOKEN_KEY},
+        timeout=60,
+        check=False,
+    )
+    assert jwt.decode(env_key.stdout.strip(), TOKEN_KEY, algorithms=["HS256"])["exp"]
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = tmp_path / "signing.pem"
+    pem.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    signed = run("token", "--subscribe", "x", "--private-key", str(pem))
+    assert signed.returncode == 0, signed.stderr
+    claims = jwt.decode(signed.stdout.strip(), private.public_key(), algorithms=["ES256"])
+    assert claims["sse_hub"]["subscribe"] == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--publish", "a"], "--jwt-key"),
+        (["--publish", "a", "--jwt-key", "short"], "--jwt-key"),
+        (["--publish", "a\nb", "--jwt-key", TOKEN_KEY], "control characters"),
+        (["--publish", "a", "--ttl", "1w", "--jwt-key", TOKEN_KEY], "--ttl"),
+    ],
+)
+def test_token_refuses_bad_input_in_one_line(args: list[str], named: str) -> None:
+    result = run("token", *args)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert named in result.stderr
+    assert result.stdout == ""
+
+
+def test_public_address_without_a_key_is_refused_with_the_way_out() -> None:
+    result = run("serve", "--host", "0.0.0.0", "--port", "1")
+    assert result.returncode == 2
+    assert "--insecure-no-auth" in result.stderr
+    assert "--jwt-key" in result.stderr
+
+
+async def test_public_address_with_insecure_no_auth_serves(dsn: str) -> None:
+    hub = HubProcess(["--dsn", dsn, "--host", "0.0.0.0", "--insecure-no-auth"])
+    try:
+        await hub.wait_healthy()
+    finally:
+        hub.stop()
 
 
 def test_unknown_flag_is_one_line() -> None:

@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
 
-from sse_hub.config import Settings, load_dsn, load_settings, parse_duration_s
+from sse_hub.config import (
+    DEFAULT_RATE_CONNECT,
+    DEFAULT_RATE_PUBLISH,
+    SERVE_OPTIONS,
+    Settings,
+    load_dsn,
+    load_settings,
+    parse_duration_s,
+)
 from sse_hub.errors import ConfigError
+from sse_hub.ratelimit import Rate
 
 
 def test_defaults() -> None:
@@ -82,6 +92,12 @@ def test_dsn_chain() -> None:
         ({"workers": "0"}, {}, "--workers"),
         ({"cors_origins": ["not an origin"]}, {}, "--cors-origin"),
         ({"host": "0.0.0.0"}, {}, "--host"),
+        ({"jwt_key": "short"}, {}, "--jwt-key"),
+        ({"rate_publish": "fast"}, {}, "--rate-publish"),
+        ({}, {"SSE_HUB_RATE_CONNECT": "5:0"}, "--rate-connect"),
+        ({"trusted_proxies": ["10.0.0.0/99"]}, {}, "--trusted-proxy"),
+        ({"max_data_bytes": "0"}, {}, "--max-data"),
+        ({"max_batch_events": "many"}, {}, "--max-batch"),
     ],
 )
 def test_bad_values_name_the_flag(
@@ -94,7 +110,7 @@ def test_bad_values_name_the_flag(
 
 def test_public_host_needs_auth_or_explicit_insecure(tmp_path: Path) -> None:
     assert load_settings({"host": "0.0.0.0", "insecure_no_auth": True}, {}).host == "0.0.0.0"
-    assert load_settings({"host": "0.0.0.0", "jwt_key": "s3cret"}, {}).auth_enabled
+    assert load_settings({"host": "0.0.0.0", "jwt_key": "k" * 32}, {}).auth_enabled
     key = tmp_path / "key.pem"
     key.write_text("-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----\n")
     settings = load_settings({"host": "0.0.0.0", "jwt_public_key": str(key)}, {})
@@ -106,3 +122,41 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(AttributeError):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_limits_and_rates_are_settings() -> None:
+    defaults = load_settings({}, {})
+    assert (defaults.max_data_bytes, defaults.max_body_bytes) == (256 * 1024, 1024 * 1024)
+    assert (defaults.max_batch_events, defaults.max_topics_per_stream) == (1000, 64)
+    assert (defaults.rate_publish, defaults.rate_connect) == (
+        DEFAULT_RATE_PUBLISH,
+        DEFAULT_RATE_CONNECT,
+    )
+    assert not defaults.rate_limit_loopback
+    assert all(network.is_loopback for network in defaults.trusted_proxies)
+    env = {
+        "SSE_HUB_MAX_DATA": "1000",
+        "SSE_HUB_MAX_BODY": "4096",
+        "SSE_HUB_MAX_BATCH": "10",
+        "SSE_HUB_MAX_TOPICS": "3",
+        "SSE_HUB_RATE_PUBLISH": "off",
+        "SSE_HUB_RATE_CONNECT": "2.5",
+        "SSE_HUB_RATE_LIMIT_LOOPBACK": "yes",
+        "SSE_HUB_TRUSTED_PROXY": "10.0.0.0/8, 2001:db8::1",
+    }
+    settings = load_settings({"rate_publish": "5:50"}, env)
+    assert (settings.max_data_bytes, settings.max_body_bytes) == (1000, 4096)
+    assert (settings.max_batch_events, settings.max_topics_per_stream) == (10, 3)
+    assert settings.rate_publish == Rate(5.0, 50)  # the flag wins over "off"
+    assert settings.rate_connect == Rate(2.5, 5)  # burst defaults to twice the rate
+    assert settings.rate_limit_loopback
+    assert settings.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("2001:db8::1/128"),
+    )
+    assert load_settings({}, {"SSE_HUB_RATE_PUBLISH": "off"}).rate_publish is None
+
+
+def test_every_flag_has_its_derived_environment_twin() -> None:
+    for option in SERVE_OPTIONS:
+        assert option.env == "SSE_HUB_" + option.flag[2:].replace("-", "_").upper()

@@ -5,6 +5,8 @@ import pytest
 from sse_hub.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from sse_hub.events import (
     TopicPattern,
+    covers,
+    first_uncovered,
     parse_patterns,
     validate_data,
     validate_event_type,
@@ -80,3 +82,39 @@ def test_parse_patterns() -> None:
         parse_patterns(["a", "b", "c"], max_count=2)
     with pytest.raises(InvalidInput):
         parse_patterns(["bad\ntopic"], max_count=5)
+
+
+COVERS: list[tuple[str, str, bool]] = [
+    # (granted, requested, covered)
+    ("orders/1", "orders/1", True),
+    ("orders/1", "orders/2", False),
+    ("orders/*", "orders/1", True),
+    ("orders/*", "orders/eu/2", True),
+    ("orders/*", "orders", False),
+    ("orders/*", "ordersx/1", False),
+    ("*", "anything/at/all", True),
+    ("*", "orders/*", True),
+    ("*", "*", True),
+    ("orders/*", "orders/*", True),
+    ("orders/*", "orders/eu/*", True),
+    ("orders/eu/*", "orders/*", False),
+    ("orders/*", "*", False),
+    ("orders", "orders/*", False),
+    ("orders/1", "*", False),
+    ("orders/*", "orders-archive/*", False),
+    ("a/*", "a/*/b", True),  # an exact topic that happens to contain '*'
+]
+
+
+@pytest.mark.parametrize(("granted", "requested", "covered"), COVERS)
+def test_granted_pattern_covers_requested(granted: str, requested: str, covered: bool) -> None:
+    assert covers(TopicPattern(granted), TopicPattern(requested)) is covered
+
+
+def test_every_requested_pattern_must_be_covered() -> None:
+    granted = (TopicPattern("news"), TopicPattern("orders/*"))
+    ok = (TopicPattern("news"), TopicPattern("orders/eu/*"), TopicPattern("orders/1"))
+    assert first_uncovered(granted, ok) is None
+    wanted = (TopicPattern("news"), TopicPattern("sport"), TopicPattern("weather"))
+    assert first_uncovered(granted, wanted) == TopicPattern("sport")
+    assert first_uncovered((), (TopicPattern("news"),)) == TopicPattern("news")

@@ -12,7 +12,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sse_hub"
 
 LAYERS: list[tuple[str, set[str], set[str]]] = [
     # (layer, modules, third-party packages it may import)
-    ("pure", {"errors", "config", "events", "frames", "replay", "ranges", "terminal"}, set()),
+    (
+        "pure",
+        {"errors", "config", "events", "frames", "replay", "ranges", "terminal", "ratelimit"},
+        set(),
+    ),
     ("asyncio", {"subscriber", "broker", "tasks"}, set()),
     (
         "database",
@@ -32,8 +36,10 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
             "metrics",
             "cors",
             "dashboard",
+            "throttle",
+            "accesslog",
         },
-        {"aiohttp", "aiofiles", "jwt", "prometheus_client"},
+        {"aiohttp", "aiofiles", "jwt", "prometheus_client", "cryptography"},
     ),
     ("wiring", {"app", "cli", "server", "__main__", "__init__", "api"}, set()),
 ]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestServer
 
+from sse_hub.broker import InMemoryBroker
+from sse_hub.committer import GroupCommitter
 from sse_hub.keys import HUB
+from sse_hub.listener import Relay
 from tests.conftest import app_of
 from tests.sse_client import open_stream
 from tests.waiting import wait_until
@@ -58,3 +64,28 @@ async def test_events_published_while_listener_is_down_arrive(hub: TestServer, d
     finally:
         stream.close()
         await admin.close()
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3])
+async def test_close_is_not_lost_when_the_bell_rings_at_the_same_time(dsn: str, steps: int) -> None:
+    """Stopping the relay just as it is woken must still stop it.
+
+    Python 3.11's ``asyncio.wait_for`` returns the inner result and drops the
+    cancellation when both land in the same loop turn; the relay then ran on
+    and ``close`` waited for ever (seen as rare hangs when a hub stopped).
+    """
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    committer = GroupCommitter(pool)
+    committer.start()
+    relay = Relay(dsn, InMemoryBroker(), committer)
+    await relay.start()
+    try:
+        await asyncio.sleep(0.05)  # parked, waiting for the bell
+        relay.ring()
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        async with asyncio.timeout(10):
+            await relay.close()
+    finally:
+        await committer.close()
+        await pool.close()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -13,6 +15,9 @@ import aiohttp
 import asyncpg
 import pytest
 
+from sse_hub.frames import FrameParser
+from sse_hub.stream import SHUTDOWN_RETRY_SPREAD_MS
+from tests import raw_http
 from tests.processes import HubProcess
 from tests.sse_client import SSEStream, open_stream
 from tests.waiting import wait_until
@@ -69,7 +74,7 @@ async def test_two_hub_processes_share_one_database(
 
 
 async def test_sigterm_ends_every_stream_cleanly(hubs: Callable[..., HubProcess], dsn: str) -> None:
-    hub = hubs("--dsn", dsn, "--shutdown-timeout", "10")
+    hub = hubs("--dsn", dsn, "--shutdown-timeout", "10", "--retry-ms", "2000")
     await hub.wait_healthy()
     streams: list[SSEStream] = []
     try:
@@ -77,13 +82,43 @@ async def test_sigterm_ends_every_stream_cleanly(hubs: Callable[..., HubProcess]
             streams.append(await open_stream(hub.port, f"/events?topic=s/{n % 7}"))
         for stream in streams:
             await stream.next_frame()
+        signalled = time.monotonic()
         hub.signal(signal.SIGTERM)
         await asyncio.gather(*(stream.read_until_end(timeout_s=30) for stream in streams))
         assert all(stream.ended_cleanly for stream in streams)
         assert await hub.wait_exit(30) == 0
+        assert time.monotonic() - signalled < 10, "not within --shutdown-timeout"
+        # the last frame of each stream spreads the reconnections out
+        delays = [FrameParser().feed(bytes(stream.body))[-1].retry for stream in streams]
+        assert all(
+            delay is not None and 2000 <= delay <= 2000 + SHUTDOWN_RETRY_SPREAD_MS
+            for delay in delays
+        ), delays
+        assert len(set(delays)) > 50, "the delays are not spread"
+        log = hub.log_path.read_text(errors="replace")
+        assert log.count("closed=shutdown") == 200  # each stream's access line, once
     finally:
         for stream in streams:
             stream.close()
+
+
+async def test_sigterm_lets_a_download_finish(
+    hubs: Callable[..., HubProcess], dsn: str, tmp_path: Path
+) -> None:
+    content = os.urandom(32 << 20)
+    (tmp_path / "big.bin").write_bytes(content)
+    hub = hubs("--dsn", dsn, "--files-dir", str(tmp_path), "--shutdown-timeout", "20")
+    await hub.wait_healthy()
+    reader, writer, status, headers = await raw_http.open_slow(hub.port, "/files/big.bin")
+    try:
+        assert (status, int(headers["Content-Length"])) == (200, len(content))
+        received = await raw_http.read_exactly(reader, 1 << 16)
+        hub.signal(signal.SIGTERM)  # mid-download: the hub stops accepting, the download goes on
+        received += await raw_http.read_to_end(reader)
+        assert received == content
+        assert await hub.wait_exit(30) == 0
+    finally:
+        await raw_http.close(writer)
 
 
 async def test_workers_share_the_port(hubs: Callable[..., HubProcess], dsn: str) -> None:

@@ -2,12 +2,21 @@
 "use strict";
 
 const MAX_ITEMS = 500;
+const FIRST_RETRY_MS = 2000;
+const MAX_RETRY_MS = 60000;
 const base = location.pathname.endsWith("/") ? location.pathname : location.pathname + "/";
 const $ = (id) => document.getElementById(id);
 
 let source = null;
 let everOpened = false;
 let listening = new Set();
+let giveUps = 0;
+let retryTimer = null;
+
+function lastSeenId() {
+  const last = $("last-id").value;
+  return last && last !== "–" ? last : "";
+}
 
 function splitWords(text) {
   return text.split(/[\s,]+/).map((w) => w.trim()).filter(Boolean);
@@ -112,20 +121,23 @@ function listen(type) {
 }
 
 function disconnect() {
+  clearTimeout(retryTimer);
+  retryTimer = null;
   if (source) source.close();
   source = null;
   setState("closed", "not connected");
   $("disconnect").disabled = true;
 }
 
-function connect() {
+function connect(resumeAfter) {
   disconnect();
   const topics = splitWords($("topics").value);
   if (!topics.length) return;
   everOpened = false;
   listening = new Set();
   setState("connecting");
-  source = new EventSource(streamUrl(topics, $("resume").value.trim()));
+  const resume = typeof resumeAfter === "string" && resumeAfter ? resumeAfter : $("resume").value.trim();
+  source = new EventSource(streamUrl(topics, resume));
   source.onmessage = onEvent;
   source.addEventListener("sse-hub.reset", onReset);
   splitWords($("types").value).forEach(listen);
@@ -135,6 +147,7 @@ function connect() {
       note("reconnected; the browser resumed after id " + last + " (what follows was missed)");
     }
     everOpened = true;
+    giveUps = 0;
     setState("open");
   };
   source.onerror = () => {
@@ -143,8 +156,13 @@ function connect() {
       if ($("state").dataset.state !== "reconnecting") note("connection lost; reconnecting");
       setState("reconnecting");
     } else if (source.readyState === EventSource.CLOSED) {
-      setState("closed", "closed by the hub");
-      $("disconnect").disabled = true;
+      // EventSource gives up for good on an error status (429, 503, 401...):
+      // try again ourselves, later and later, resuming after the last id seen.
+      const delay = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.min(giveUps, 6));
+      giveUps += 1;
+      setState("closed", "refused by the hub; retrying in " + Math.round(delay / 1000) + " s");
+      note("the hub refused the stream; retrying in " + Math.round(delay / 1000) + " s");
+      retryTimer = setTimeout(() => connect(lastSeenId()), delay);
     }
   };
   $("disconnect").disabled = false;

@@ -1,0 +1,90 @@
+"""CORS, so dashboards on other origins can stream, publish and read errors.
+
+``--cors-origin https://app.example`` (repeatable) allows exact origins: the
+answer echoes the request's ``Origin`` with ``Vary: Origin`` and allows
+credentials (cookies, so ``EventSource(url, {withCredentials: true})`` can carry
+the ``sse_hub_token`` cookie). ``--cors-origin '*'`` allows any origin without
+credentials (browsers refuse ``*`` with credentials anyway). Headers go on every
+response as it is prepared, streams and problem answers included, so a page can
+read why it was refused. A preflight (``OPTIONS`` with
+``Access-Control-Request-Method``) from an allowed origin gets ``204``; from any
+other origin ``403``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from sse_hub.problems import problem_response
+
+ALLOW_METHODS = "GET, POST"
+ALLOW_HEADERS = "Authorization, Content-Type, Last-Event-ID"
+# What a page's script may read besides the CORS-safelisted response headers.
+EXPOSE_HEADERS = (
+    "Retry-After, WWW-Authenticate, Content-Range, Content-Disposition, ETag, Accept-Ranges"
+)
+PREFLIGHT_MAX_AGE_S = 600
+ANY_ORIGIN = "*"
+
+
+class CorsPolicy:
+    def __init__(self, origins: tuple[str, ...]) -> None:
+        self.any = ANY_ORIGIN in origins
+        self.exact = frozenset(origin.lower() for origin in origins if origin != ANY_ORIGIN)
+
+    def headers(self, origin: str | None) -> dict[str, str]:
+        """The CORS headers for a response to a request from ``origin``."""
+        if origin is not None and origin.lower() in self.exact:
+            return {
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Credentials": "true",
+                "Access-Control-Expose-Headers": EXPOSE_HEADERS,
+            }
+        if self.any:
+            return {
+                "Access-Control-Allow-Origin": ANY_ORIGIN,
+                "Access-Control-Expose-Headers": EXPOSE_HEADERS,
+            }
+        return {}
+
+    def allows(self, origin: str) -> bool:
+        return self.any or origin.lower() in self.exact
+
+
+def add_cors(app: web.Application, origins: tuple[str, ...]) -> None:
+    """Install the policy on ``app``; nothing at all when no origin is configured."""
+    if not origins:
+        return
+    policy = CorsPolicy(origins)
+
+    @web.middleware
+    async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        wanted = request.headers.get("Access-Control-Request-Method")
+        if request.method != "OPTIONS" or origin is None or wanted is None:
+            return await handler(request)
+        if not policy.allows(origin):
+            return problem_response(
+                403, "Forbidden", f"the origin {origin} is not allowed (see --cors-origin)"
+            )
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Methods": ALLOW_METHODS,
+                "Access-Control-Allow-Headers": ALLOW_HEADERS,
+                "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S),
+            },
+        )
+
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(policy.headers(request.headers.get("Origin")))
+        if policy.exact:  # the answer depends on the Origin: tell caches
+            vary = response.headers.get("Vary")
+            if vary is None:
+                response.headers["Vary"] = "Origin"
+            elif "origin" not in vary.lower():
+                response.headers["Vary"] = vary + ", Origin"
+
+    app.middlewares.append(preflight)
+    app.on_response_prepare.append(add_headers)

@@ -1,0 +1,154 @@
+"""``GET /metrics``: the hub's counters in Prometheus text format.
+
+Nothing on the per-event path touches prometheus-client: the hub keeps plain
+integers (``Hub.counters``, the relay's counters), and a collector reads them
+when Prometheus scrapes. Each application has its own ``CollectorRegistry``, so
+several hubs in one process (tests, embedding) never share or clash. Each
+process reports itself: with ``--workers N`` a scrape reaches one worker, named
+by the ``pid`` label of ``sse_hub_worker_info``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import choose_encoder
+
+from sse_hub.hub import Hub
+from sse_hub.keys import HUB
+from sse_hub.throttle import THROTTLE, Throttle
+
+PREFIX = "sse_hub_"
+
+
+class HubCollector:
+    """Reads one application's hub and rate limiter at scrape time."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        yield InfoMetricFamily(
+            PREFIX + "worker", "The process answering this scrape", value={"pid": str(os.getpid())}
+        )
+        hub = self._app.get(HUB)
+        if hub is not None:
+            yield from _hub_metrics(hub)
+        throttle = self._app.get(THROTTLE)
+        if throttle is not None:
+            yield from _throttle_metrics(throttle)
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(PREFIX + name, doc, value=value)
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, doc, value=value)
+
+
+def _hub_metrics(hub: Hub) -> Iterator[Metric]:
+    counters, relay = hub.counters, hub.relay
+    yield _gauge("streams_open", "Streams open now", counters.streams_open)
+    yield _counter("streams", "Streams opened", counters.streams_total)
+    yield _counter(
+        "streams_refused", "Streams refused because of --max-streams", counters.streams_refused
+    )
+    yield _counter(
+        "events_published", "Events published through this process", counters.events_published
+    )
+    yield _counter(
+        "events_relayed", "Events read by the relay, from any producer", relay.events_relayed
+    )
+    yield _counter(
+        "events_delivered",
+        "Events queued to subscribers, live or replayed",
+        relay.frames_queued + counters.frames_replayed,
+    )
+    yield _counter(
+        "events_replayed", "Events sent from history (resumes, catch-ups)", counters.frames_replayed
+    )
+    yield _counter(
+        "bytes_sent",
+        "Bytes written to streams (HTTP chunk framing included, headers not)",
+        counters.bytes_sent + hub.broker.bytes_written(),
+    )
+    yield _counter(
+        "slow_subscriber_catch_ups",
+        "Times a subscriber's buffer was full and it caught up from the database",
+        counters.catch_ups,
+    )
+    yield _counter(
+        "slow_subscriber_disconnects",
+        "Subscribers disconnected for leaving a write unread past --write-timeout",
+        counters.slow_disconnects,
+    )
+    yield _gauge(
+        "relay_lag_seconds",
+        "Age of the newest event the relay has read when it read it",
+        relay.lag_s,
+    )
+    yield _gauge(
+        "relay_connected", "1 when the relay's LISTEN connection is up", int(relay.connected)
+    )
+    yield _counter("listener_reconnects", "Reconnections of the relay", relay.reconnects)
+    yield _gauge(
+        "last_event_id", "The newest event id this process has relayed", hub.broker.last_id
+    )
+    yield _counter("file_bytes_served", "Bytes of files sent by /files", counters.file_bytes_served)
+    problems = CounterMetricFamily(
+        PREFIX + "http_errors", "Requests answered with an error, by status", labels=["status"]
+    )
+    for status, count in sorted(counters.problems.items()):
+        problems.add_metric([str(status)], count)
+    yield problems
+
+
+def _throttle_metrics(throttle: Throttle) -> Iterator[Metric]:
+    refused = CounterMetricFamily(
+        PREFIX + "rate_limited", "Requests refused by a rate limit (429)", labels=["limit"]
+    )
+    clients = GaugeMetricFamily(
+        PREFIX + "rate_limit_clients", "Clients the rate limiter tracks now", labels=["limit"]
+    )
+    for name, limiter in (("publish", throttle.publish), ("connect", throttle.connect)):
+        if limiter is not None:
+            refused.add_metric([name], limiter.refused)
+            clients.add_metric([name], len(limiter))
+    yield refused
+    yield clients
+
+
+REGISTRY = web.AppKey("sse_hub.metrics_registry", CollectorRegistry)
+
+
+def add_metrics(app: web.Application) -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubCollector(app))
+    ProcessCollector(registry=registry)
+    app[REGISTRY] = registry
+    app.router.add_get("/metrics", metrics)
+    app.on_response_prepare.append(_count_errors)
+
+
+async def _count_errors(request: web.Request, response: web.StreamResponse) -> None:
+    if response.status >= 400:
+        hub = request.app.get(HUB)
+        if hub is not None:
+            problems = hub.counters.problems
+            problems[response.status] = problems.get(response.status, 0) + 1
+
+
+async def metrics(request: web.Request) -> web.Response:
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = encode(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": content_type})
