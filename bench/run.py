@@ -8,7 +8,7 @@ ratios, and the issue's targets; JSON and markdown go to ``bench-results/``.
 Then, unless ``--no-profile``, py-spy records the hub under fan-out and idle,
 and tracemalloc shows where an idle stream's memory goes.
 
-    python -m bench.run                  # everything (about 15 minutes)
+    python -m bench.run                  # everything (about 17 minutes)
     python -m bench.run --quick          # smaller and shorter (about 3 minutes)
     python -m bench.run -s fanout -s idle --targets hub,nchan --repeat 5
 """
