@@ -120,25 +120,47 @@ async def fetch_after(db: Any, after: int, limit: int) -> list[RelayRow]:
     return [RelayRow(r["id"], r["topic"], r["event"], r["data"], r["created_at"]) for r in rows]
 
 
-def _match_clause(patterns: tuple[TopicPattern, ...]) -> tuple[str, list[Any]]:
-    """SQL that keeps the events a subscription matches, and its parameters ($5...)."""
+_COLUMNS = "id, topic, event, data"
+_IN_RANGE = "id > $1 AND id <= $2"
+
+
+def _matching_rows(patterns: tuple[TopicPattern, ...]) -> tuple[str, list[Any]]:
+    """A query for the first ``$3`` matching events in ``($1, $2]`` by id, and its parameters.
+
+    Exact topics read each topic's ``(topic, id)`` index in id order and stop
+    after ``$3`` rows: with ``topic = ANY(...)`` PostgreSQL 15 cannot keep id
+    order across the array and reads and sorts every remaining row of the
+    topics for each page, which makes replaying a long history quadratic.
+    Prefixes walk the primary key in id order; rows of an exact topic are left
+    out there so that an event matching both is returned once.
+    """
     if any(pattern.is_all for pattern in patterns):
-        return "TRUE", []
+        return f"SELECT {_COLUMNS} FROM sse_hub.events WHERE {_IN_RANGE} ORDER BY id LIMIT $3", []
     exact = [p.text for p in patterns if p.prefix is None]
     prefixes = [p.prefix for p in patterns if p.prefix is not None]
-    clauses: list[str] = []
-    params: list[Any] = []
+    parts: list[str] = []
+    params: list[Any] = [exact]
+    exact_param = f"${_FIRST_MATCH_PARAM}::text[]"
     if exact:
-        params.append(exact)
-        clauses.append(f"topic = ANY(${_FIRST_MATCH_PARAM - 1 + len(params)}::text[])")
+        parts.append(
+            f"SELECT ev.{_COLUMNS.replace(', ', ', ev.')}"
+            f" FROM unnest({exact_param}) AS t(topic)"
+            " CROSS JOIN LATERAL ("
+            f"SELECT {_COLUMNS} FROM sse_hub.events"
+            f" WHERE topic = t.topic AND {_IN_RANGE} ORDER BY id LIMIT $3"
+            ") AS ev"
+        )
     if prefixes:
         params.append(prefixes)
-        clauses.append(
-            f"EXISTS (SELECT 1 FROM unnest(${_FIRST_MATCH_PARAM - 1 + len(params)}::text[])"
-            " AS p(prefix)"
+        parts.append(
+            f"(SELECT {_COLUMNS} FROM sse_hub.events WHERE {_IN_RANGE}"
+            f" AND topic <> ALL({exact_param})"
+            f" AND EXISTS (SELECT 1 FROM unnest(${_FIRST_MATCH_PARAM + 1}::text[]) AS p(prefix)"
             " WHERE starts_with(topic, p.prefix) AND length(topic) > length(p.prefix))"
+            " ORDER BY id LIMIT $3)"
         )
-    return " OR ".join(clauses), params
+    union = " UNION ALL ".join(parts)
+    return f"SELECT {_COLUMNS} FROM ({union}) AS m ORDER BY id LIMIT $3", params
 
 
 async def fetch_page(
@@ -155,7 +177,7 @@ async def fetch_page(
     A page holds at most ``limit`` events and stops after the event that reaches
     ``max_bytes`` of data, so one page of large events cannot take much memory.
     """
-    match, params = _match_clause(patterns)
+    matching, params = _matching_rows(patterns)
     sql = f"""
         SELECT (SELECT min(id) FROM sse_hub.events) AS oldest,
                (SELECT last_id FROM sse_hub.sequencer) AS head,
@@ -166,9 +188,7 @@ async def fetch_page(
                 SELECT id, topic, event, data,
                        sum(octet_length(data)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING)
                            AS running
-                FROM sse_hub.events
-                WHERE id > $1 AND id <= $2 AND ({match})
-                ORDER BY id LIMIT $3
+                FROM ({matching}) AS matching
             ) AS w
             WHERE running - octet_length(data) < $4
         ) AS e ON TRUE

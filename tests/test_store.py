@@ -158,6 +158,22 @@ async def test_fetch_page_filters_and_reports_range(db: asyncpg.Connection) -> N
     assert (page.oldest, page.head, page.events) == (1, 6, [])
 
 
+async def test_fetch_page_merges_topics_in_id_order_once(db: asyncpg.Connection) -> None:
+    topics = ["x", "y", "orders/1", "x", "orders/2", "y", "z", "x", "orders/1"]
+    await store.append(db, [NewEvent(t, str(i)) for i, t in enumerate(topics)])
+    subscription = (TopicPattern("y"), TopicPattern("orders/*"), TopicPattern("x"))
+    page = await store.fetch_page(db, subscription, after=0, upto=9, limit=100)
+    assert [e.id for e in page.events] == [1, 2, 3, 4, 5, 6, 8, 9]
+    both = (TopicPattern("orders/1"), TopicPattern("orders/*"))
+    page = await store.fetch_page(db, both, after=0, upto=9, limit=100)
+    assert [e.id for e in page.events] == [3, 5, 9]  # matched twice, returned once
+    page = await store.fetch_page(db, subscription, after=1, upto=8, limit=3)
+    assert [e.id for e in page.events] == [2, 3, 4]
+    assert page.full
+    page = await store.fetch_page(db, subscription, after=4, upto=8, limit=3)
+    assert [e.id for e in page.events] == [5, 6, 8]
+
+
 async def test_fetch_page_escapes_like_characters(db: asyncpg.Connection) -> None:
     await store.append(db, [NewEvent("a%/1", "x"), NewEvent("ab/1", "y"), NewEvent("a_/1", "z")])
     page = await store.fetch_page(db, (TopicPattern("a%/*"),), after=0, upto=3, limit=10)
