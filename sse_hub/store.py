@@ -127,10 +127,14 @@ _IN_RANGE = "id > $1 AND id <= $2"
 def _matching_rows(patterns: tuple[TopicPattern, ...]) -> tuple[str, list[Any]]:
     """A query for the first ``$3`` matching events in ``($1, $2]`` by id, and its parameters.
 
-    Exact topics read each topic's ``(topic, id)`` index in id order and stop
-    after ``$3`` rows: with ``topic = ANY(...)`` PostgreSQL 15 cannot keep id
-    order across the array and reads and sorts every remaining row of the
-    topics for each page, which makes replaying a long history quadratic.
+    Exact topics read each topic's ``(topic, id)`` index in order and stop
+    after ``$3`` rows. Anything else makes replaying a long history quadratic,
+    because PostgreSQL 15 then reads and sorts every remaining row of the topic
+    for each page: ``topic = ANY(...)`` cannot keep id order across the array,
+    and even ``topic = $t AND id > $1`` gets a bitmap scan and a sort when the
+    statistics predate the topic (a new topic with a burst of history). The row
+    comparison on the index's own columns is estimated as wide, so the planner
+    always walks the index and stops at the limit.
     Prefixes walk the primary key in id order; rows of an exact topic are left
     out there so that an event matching both is returned once.
     """
@@ -147,7 +151,8 @@ def _matching_rows(patterns: tuple[TopicPattern, ...]) -> tuple[str, list[Any]]:
             f" FROM unnest({exact_param}) AS t(topic)"
             " CROSS JOIN LATERAL ("
             f"SELECT {_COLUMNS} FROM sse_hub.events"
-            f" WHERE topic = t.topic AND {_IN_RANGE} ORDER BY id LIMIT $3"
+            " WHERE (topic, id) > (t.topic, $1) AND (topic, id) <= (t.topic, $2)"
+            " ORDER BY topic, id LIMIT $3"
             ") AS ev"
         )
     if prefixes:
