@@ -154,6 +154,7 @@ class HubTarget:
         command = [sys.executable, *(self.wrapper or ["-m", "sse_hub"]), "serve"]
         command += ["--port", str(port), "--dsn", self.dsn, "--workers", str(self.workers)]
         command += ["--shutdown-timeout", "5", "--max-streams", "50000"]
+        command += ["--no-access-log"]  # as the peers: nginx `access_log off`, uvicorn's own flag
         if self.files_dir is not None and hub_serves_files():
             command += ["--files-dir", str(self.files_dir)]
         command += self.extra_args

@@ -72,6 +72,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     workers: int = DEFAULT_WORKERS
     insecure_no_auth: bool = False
+    no_access_log: bool = False
     data_dir: Path = DEFAULT_DATA_DIR
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
     max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
@@ -281,6 +282,13 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "insecure_no_auth",
         _bool,
         "allow binding a non-loopback address without a JWT key",
+        switch=True,
+    ),
+    Option(
+        "--no-access-log",
+        "no_access_log",
+        _bool,
+        "write no line per request or stream (errors and warnings are still logged)",
         switch=True,
     ),
     Option(

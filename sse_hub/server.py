@@ -40,6 +40,8 @@ def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None
         return _supervise(settings, pg_bindir=pg_bindir)
     app = create_app(settings, pg_bindir=pg_bindir)
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
+    if settings.no_access_log:
+        logging.getLogger(ACCESS_LOGGER_NAME).setLevel(logging.WARNING)
     web.run_app(
         app,
         loop=_new_loop(),

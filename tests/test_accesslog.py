@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -15,6 +16,7 @@ from sse_hub.app import create_app
 from sse_hub.config import Settings
 from sse_hub.keys import HUB
 from tests.conftest import app_of
+from tests.processes import HubProcess
 from tests.sse_client import open_stream
 from tests.test_stream import publish
 from tests.waiting import wait_until
@@ -133,3 +135,28 @@ async def test_malformed_requests_are_one_line_without_a_traceback(
     message = record.getMessage()
     assert message.startswith("Error handling request from 127.0.0.1 (refused as malformed: ")
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(("flags", "logged"), [([], True), (["--no-access-log"], False)])
+async def test_no_access_log_silences_requests_and_streams(
+    dsn: str, flags: list[str], logged: bool
+) -> None:
+    hub = HubProcess(["--dsn", dsn, *flags])
+    try:
+        await hub.wait_healthy()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{hub.url}/nowhere") as response,
+        ):
+            assert response.status == 404
+        stream = await open_stream(hub.port, "/events?topic=quiet")
+        await stream.next_frame()
+        stream.close()
+        hub.signal(signal.SIGTERM)  # every line is written by the time it exits
+        assert await hub.wait_exit() == 0
+        output = hub.output()
+        assert ('method=GET path="/nowhere"' in output) is logged
+        assert ('path="/events?topic=quiet"' in output) is logged
+        assert "sse-hub serving on" in output  # the hub's own lines stay
+    finally:
+        hub.stop()
