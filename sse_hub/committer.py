@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +26,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TRANSACTION_EVENTS = 5000
 DEFAULT_MAX_PENDING_EVENTS = 50_000
-
-# Told, right after each commit, the first id and the events of that transaction.
-CommitListener = Callable[[int, Sequence[NewEvent]], None]
 
 
 @dataclass
@@ -57,7 +54,6 @@ class GroupCommitter:
         self._drain_requested = False
         self._work = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._on_commit: CommitListener | None = None
         self.transactions = 0
         self.events_committed = 0
 
@@ -84,10 +80,6 @@ class GroupCommitter:
         self._pending_events += len(events)
         self._work.set()
         return await request.done
-
-    def on_commit(self, listener: CommitListener) -> None:
-        """Call ``listener`` after each commit, before any publisher hears of it."""
-        self._on_commit = listener
 
     def request_drain(self) -> None:
         """Sequence committed outbox rows soon (called when the outbox rings)."""
@@ -136,11 +128,6 @@ class GroupCommitter:
             return
         self.transactions += 1
         self.events_committed += len(events)
-        if ids and self._on_commit is not None:
-            try:
-                self._on_commit(ids[0], events)
-            except Exception:  # the events are stored: the relay will read them instead
-                log.exception("the commit listener failed")
         offset = 0
         for request in batch:
             count = len(request.events)

@@ -86,7 +86,6 @@ class Hub:
         broker = InMemoryBroker()
         committer = GroupCommitter(pool)
         relay = Relay(dsn, broker, committer)
-        committer.on_commit(relay.deliver_committed)
         try:
             committer.start()
             await relay.start()
@@ -137,8 +136,9 @@ class Hub:
 
     async def publish_events(self, events: list[NewEvent]) -> list[int]:
         """Store validated events atomically and in order; their ids."""
-        ids = await self.committer.append(events)  # delivered locally at commit, see listener
+        ids = await self.committer.append(events)
         self.counters.events_published += len(ids)
+        self.relay.ring()  # our own NOTIFY will come too; reading now saves a round trip
         return ids
 
     def feed(

@@ -6,13 +6,6 @@ encodes each event once and hands the batch to the broker. Notifications lost
 while the connection was down are harmless: after reconnecting, the relay
 reads from where it was. A slow poll covers a silent connection as well.
 
-One shortcut: this hub's own publishes. Ids are dense and commit-ordered, so
-when a transaction of ours starts right after ``last_id`` (nothing from SQL
-producers or other hubs came in between), its events are exactly the next
-ones: the committer hands them over at commit and they are dispatched without
-reading them back. Otherwise they wait for the table like everything else.
-Either way the relay skips rows up to ``last_id``, so no event goes out twice.
-
 The connection is our own, never a pooled one (asyncpg's pool runs
 ``UNLISTEN *`` when a connection goes back).
 """
@@ -23,7 +16,6 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -31,7 +23,6 @@ import asyncpg
 from sse_hub import frames, store
 from sse_hub.broker import Broker, Encoded
 from sse_hub.committer import GroupCommitter
-from sse_hub.events import NewEvent
 from sse_hub.tasks import stop_task
 
 log = logging.getLogger(__name__)
@@ -69,7 +60,6 @@ class Relay:
         self.reconnects = 0
         self.lag_s = 0.0
         self.events_relayed = 0
-        self.events_delivered_locally = 0
         self.frames_queued = 0
         self.last_error = ""
 
@@ -93,20 +83,6 @@ class Relay:
     def ring(self) -> None:
         """Wake the relay now (tests, and local publishes that need no round trip)."""
         self._bell.set()
-
-    def deliver_committed(self, first_id: int, events: Sequence[NewEvent]) -> None:
-        """Dispatch this hub's just-committed events if they are the next ids, else read them."""
-        if first_id != self._broker.last_id + 1:
-            self._bell.set()  # others' events came first: the table has them all
-            return
-        encoded = [
-            Encoded.of(event_id, event.topic, frames.event_frame(event_id, event.event, event.data))
-            for event_id, event in enumerate(events, start=first_id)
-        ]
-        self.frames_queued += self._broker.dispatch(encoded)
-        self.events_relayed += len(encoded)
-        self.events_delivered_locally += len(encoded)
-        self.lag_s = 0.0
 
     async def _connect(self) -> None:
         conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
@@ -171,14 +147,12 @@ class Relay:
             rows = await store.fetch_after(self._conn, self._broker.last_id, self._batch)
             if not rows:
                 return
-            last_id = self._broker.last_id  # it moves when our own commits are delivered
             encoded = [
                 Encoded.of(row.id, row.topic, frames.event_frame(row.id, row.event, row.data))
                 for row in rows
-                if row.id > last_id
             ]
             self.frames_queued += self._broker.dispatch(encoded)
-            self.events_relayed += len(encoded)
+            self.events_relayed += len(rows)
             self.lag_s = max(0.0, time.time() - rows[-1].created_at.timestamp())
             if len(rows) < self._batch:
                 return

@@ -67,14 +67,7 @@ def _hub_metrics(hub: Hub) -> Iterator[Metric]:
         "events_published", "Events published through this process", counters.events_published
     )
     yield _counter(
-        "events_relayed",
-        "Events handed to this process's subscribers, from any producer",
-        relay.events_relayed,
-    )
-    yield _counter(
-        "events_relayed_at_commit",
-        "Of those, this process's own publishes dispatched at commit without reading them back",
-        relay.events_delivered_locally,
+        "events_relayed", "Events read by the relay, from any producer", relay.events_relayed
     )
     yield _counter(
         "events_delivered",

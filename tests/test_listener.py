@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from sse_hub import store
 from sse_hub.broker import InMemoryBroker
 from sse_hub.committer import GroupCommitter
-from sse_hub.events import NewEvent, TopicPattern
 from sse_hub.keys import HUB
 from sse_hub.listener import Relay
-from sse_hub.subscriber import Subscriber
 from tests.conftest import app_of
 from tests.sse_client import open_stream
 from tests.waiting import wait_until
@@ -91,61 +87,5 @@ async def test_close_is_not_lost_when_the_bell_rings_at_the_same_time(dsn: str, 
         async with asyncio.timeout(10):
             await relay.close()
     finally:
-        await committer.close()
-        await pool.close()
-
-
-async def _idle_relay_with_subscriber(
-    dsn: str, topic: str
-) -> tuple[Relay, GroupCommitter, Any, Subscriber]:
-    """A relay whose task is not running: only what the test asks for is read from the table."""
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    committer = GroupCommitter(pool)
-    committer.start()
-    broker = InMemoryBroker(await store.head(pool))
-    relay = Relay(dsn, broker, committer)
-    committer.on_commit(relay.deliver_committed)
-    await relay._connect()
-    subscriber = Subscriber(
-        (TopicPattern(topic),), position=broker.last_id, live=True, buffer_limit_bytes=1 << 20
-    )
-    broker.subscribe(subscriber)
-    return relay, committer, pool, subscriber
-
-
-def _ids(subscriber: Subscriber) -> list[int]:
-    return [int(line[4:]) for line in subscriber.take().split(b"\n") if line.startswith(b"id: ")]
-
-
-async def test_own_commits_are_dispatched_at_commit_without_reading_them_back(dsn: str) -> None:
-    relay, committer, pool, subscriber = await _idle_relay_with_subscriber(dsn, "own")
-    try:
-        ids = await committer.append([NewEvent("own", str(i)) for i in range(3)])
-        assert _ids(subscriber) == ids  # dispatched by the commit itself, nothing was read
-        assert relay.events_delivered_locally == 3
-        await relay._catch_up()  # the table holds the same rows: none goes out twice
-        assert _ids(subscriber) == []
-        assert relay.events_relayed == 3
-        more = await committer.append([NewEvent("own", "4")])
-        assert _ids(subscriber) == more
-    finally:
-        await relay.close()
-        await committer.close()
-        await pool.close()
-
-
-async def test_own_commit_after_someone_elses_waits_for_the_table(dsn: str) -> None:
-    relay, committer, pool, subscriber = await _idle_relay_with_subscriber(dsn, "mixed")
-    try:
-        # Another hub or a SQL producer commits first: our ids no longer follow last_id.
-        (theirs,) = await store.append(pool, [NewEvent("mixed", "theirs")])
-        (ours,) = await committer.append([NewEvent("mixed", "ours")])
-        assert ours == theirs + 1
-        assert _ids(subscriber) == []  # never ahead of a gap
-        assert relay.events_delivered_locally == 0
-        await relay._catch_up()
-        assert _ids(subscriber) == [theirs, ours]
-    finally:
-        await relay.close()
         await committer.close()
         await pool.close()
