@@ -22,7 +22,7 @@ from sse_hub.events import TopicPattern
 from sse_hub.replay import Resume, check_position
 from sse_hub.subscriber import State, Subscriber, WriteTarget
 
-DEFAULT_PAGE_EVENTS = 500
+DEFAULT_PAGE_EVENTS = 2000
 HEAD_TIMEOUT_S = 5.0
 
 
