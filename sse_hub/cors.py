@@ -13,6 +13,8 @@ other origin ``403``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -52,6 +54,25 @@ class CorsPolicy:
         return self.any or origin.lower() in self.exact
 
 
+def preflight_response(policy: CorsPolicy, origin: str) -> web.Response:
+    if not policy.allows(origin):
+        return problem_response(
+            403, "Forbidden", f"the origin {origin} is not allowed (see --cors-origin)"
+        )
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": ALLOW_METHODS,
+            "Access-Control-Allow-Headers": ALLOW_HEADERS,
+            "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S),
+        },
+    )
+
+
+async def _answered(response: web.StreamResponse) -> web.StreamResponse:
+    return response
+
+
 def add_cors(app: web.Application, origins: tuple[str, ...]) -> None:
     """Install the policy on ``app``; nothing at all when no origin is configured."""
     if not origins:
@@ -59,23 +80,13 @@ def add_cors(app: web.Application, origins: tuple[str, ...]) -> None:
     policy = CorsPolicy(origins)
 
     @web.middleware
-    async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def preflight(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        # Not a coroutine itself: an open stream would hold one for its whole life.
         origin = request.headers.get("Origin")
         wanted = request.headers.get("Access-Control-Request-Method")
         if request.method != "OPTIONS" or origin is None or wanted is None:
-            return await handler(request)
-        if not policy.allows(origin):
-            return problem_response(
-                403, "Forbidden", f"the origin {origin} is not allowed (see --cors-origin)"
-            )
-        return web.Response(
-            status=204,
-            headers={
-                "Access-Control-Allow-Methods": ALLOW_METHODS,
-                "Access-Control-Allow-Headers": ALLOW_HEADERS,
-                "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S),
-            },
-        )
+            return handler(request)
+        return _answered(preflight_response(policy, origin))
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.update(policy.headers(request.headers.get("Origin")))

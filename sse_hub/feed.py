@@ -35,6 +35,19 @@ class FeedClosed(Exception):
 
 
 class Feed:
+    __slots__ = (
+        "_broker",
+        "_db",
+        "_go_live_after_write",
+        "_open",
+        "_page_bytes",
+        "_page_events",
+        "_report_truncation",
+        "_resume",
+        "replayed",
+        "subscriber",
+    )
+
     def __init__(
         self,
         db: Any,
@@ -96,6 +109,21 @@ class Feed:
     def ready(self) -> None:
         """The response has started: live frames may now go straight to the transport."""
         self.subscriber.ready(time.monotonic())
+
+    def idle(self) -> asyncio.Future[None] | None:
+        """While the broker writes this stream's frames and heartbeats, what to wait on.
+
+        ``None`` when the caller should ask ``next_chunk`` instead: something to
+        read from the store, a switch to live delivery pending, or a closed feed.
+        """
+        subscriber = self.subscriber
+        if (
+            self._go_live_after_write is not None
+            or subscriber.state is not State.LIVE
+            or not subscriber.writes_itself
+        ):
+            return None
+        return subscriber.changed()
 
     async def next_chunk(self, heartbeat_s: float) -> bytes | None:
         """The next bytes the caller must write, or ``None`` when a heartbeat is due.

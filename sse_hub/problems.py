@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable
 
 import asyncpg
 from aiohttp import web
@@ -61,32 +62,54 @@ def from_error(error: HubError) -> web.Response:
     )
 
 
+_ANSWERS_OWN_PROBLEMS = "_sse_hub_answers_own_problems"
+
+
+def answers_own_problems(handler: Handler) -> Handler:
+    """Mark a handler that turns its errors into problems itself (with ``problem_for``).
+
+    ``problem_middleware`` then calls it directly instead of from a coroutine
+    of its own: a stream lives for hours, and that coroutine would be held in
+    memory for all of them, once per open stream.
+    """
+    setattr(handler, _ANSWERS_OWN_PROBLEMS, True)
+    return handler
+
+
 @web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def problem_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    if getattr(handler, _ANSWERS_OWN_PROBLEMS, False):
+        return handler(request)
+    return _answering_problems(request, handler)
+
+
+async def _answering_problems(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except HubError as error:
-        return from_error(error)
-    except web.HTTPException as exc:
+    except Exception as exc:
+        return problem_for(request, exc)
+
+
+def problem_for(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The problem answering ``exc``; raises it again when it must not become one."""
+    if isinstance(exc, HubError):
+        return from_error(exc)
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400 or exc.content_type == PROBLEM_CONTENT_TYPE:
-            raise
+            raise exc
         headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
         detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         return problem_response(exc.status, exc.reason, detail or exc.reason, headers=headers)
-    except ConnectionError:
-        raise  # the client went away: nothing to answer
-    except Exception as exc:
-        if request.writer.output_size > 0:
-            raise  # a response is under way (a stream): it cannot become a problem now
-        if isinstance(exc, DATABASE_ERRORS):
-            log.warning(
-                "%s %s: the database is unreachable (%s)", request.method, request.path, exc
-            )
-            return from_error(
-                ServiceUnavailable("the database is unreachable; try again", retry_after_s=5)
-            )
-        # A bug of ours: the client still gets a problem, the log gets the traceback.
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return problem_response(
-            500, "Internal Server Error", "the hub failed to handle this request; see its log"
-        )
+    if isinstance(exc, ConnectionError):
+        raise exc  # the client went away: nothing to answer
+    if request.writer.output_size > 0:
+        raise exc  # a response is under way (a stream): it cannot become a problem now
+    if isinstance(exc, DATABASE_ERRORS):
+        log.warning("%s %s: the database is unreachable (%s)", request.method, request.path, exc)
+        unavailable = ServiceUnavailable("the database is unreachable; try again", retry_after_s=5)
+        return from_error(unavailable)
+    # A bug of ours: the client still gets a problem, the log gets the traceback.
+    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return problem_response(
+        500, "Internal Server Error", "the hub failed to handle this request; see its log"
+    )

@@ -28,6 +28,7 @@ from sse_hub.events import parse_patterns
 from sse_hub.feed import Feed, FeedClosed
 from sse_hub.hub import HEARTBEAT_FRAME, Counters, Hub
 from sse_hub.keys import HUB
+from sse_hub.problems import answers_own_problems, problem_for
 from sse_hub.replay import LAST_EVENT_ID_QUERY_KEYS, parse_resume
 from sse_hub.throttle import THROTTLE
 
@@ -51,27 +52,14 @@ def shutdown_retry_frame(retry_ms: int) -> bytes:
     return frames.retry_frame(retry_ms + random.randint(0, SHUTDOWN_RETRY_SPREAD_MS))
 
 
+@answers_own_problems
 async def stream_events(request: web.Request) -> web.StreamResponse:
     hub: Hub = request.app[HUB]
     settings = hub.settings
-    grant = authenticate(request)
-    request.app[THROTTLE].check_connect(request, grant)
-    patterns = parse_patterns(
-        request.query.getall("topic", []), max_count=settings.max_topics_per_stream
-    )
-    authorize_subscribe(grant, patterns)
-    resume = parse_resume(request.headers.get("Last-Event-ID"), _resume_values(request))
-    if hub.counters.streams_open >= settings.max_streams:
-        hub.counters.streams_refused += 1
-        raise ServiceUnavailable(
-            "this hub has as many streams as it allows", retry_after_s=STREAMS_FULL_RETRY_AFTER_S
-        )
-
-    transport = request.transport
-    if transport is None:  # the client is already gone
-        raise ConnectionResetError("client disconnected")
-    feed = hub.feed(patterns, resume, transport)
-    await feed.open()  # before the first byte: nothing published after it can be missed
+    try:
+        feed = await _open_feed(request, hub)
+    except Exception as exc:
+        return problem_for(request, exc)
     hub.counters.streams_open += 1
     hub.counters.streams_total += 1
     started = time.monotonic()
@@ -80,9 +68,14 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(status=200, headers=SSE_HEADERS)
     try:
         await response.prepare(request)
+        _shed_sent_state(request, response)
         await tally.write(response, frames.retry_frame(settings.retry_ms), settings.write_timeout_s)
         feed.ready()  # live frames now go straight into the transport, chunk-encoded once
         while True:
+            idle = feed.idle()
+            if idle is not None:
+                await idle  # held for hours by idle streams: a future, not a coroutine chain
+                continue
             chunk = await feed.next_chunk(settings.heartbeat_s)
             tally.count_feed()
             data = HEARTBEAT_FRAME if chunk is None else chunk
@@ -112,6 +105,43 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             closed=closed,
         )
     return response
+
+
+async def _open_feed(request: web.Request, hub: Hub) -> Feed:
+    """Check the request and subscribe: everything that can still be answered with a problem."""
+    settings = hub.settings
+    grant = authenticate(request)
+    request.app[THROTTLE].check_connect(request, grant)
+    patterns = parse_patterns(
+        request.query.getall("topic", []), max_count=settings.max_topics_per_stream
+    )
+    authorize_subscribe(grant, patterns)
+    resume = parse_resume(request.headers.get("Last-Event-ID"), _resume_values(request))
+    if hub.counters.streams_open >= settings.max_streams:
+        hub.counters.streams_refused += 1
+        raise ServiceUnavailable(
+            "this hub has as many streams as it allows", retry_after_s=STREAMS_FULL_RETRY_AFTER_S
+        )
+    transport = request.transport
+    if transport is None:  # the client is already gone
+        raise ConnectionResetError("client disconnected")
+    feed = hub.feed(patterns, resume, transport)
+    await feed.open()  # before the first byte: nothing published after it can be missed
+    return feed
+
+
+def _shed_sent_state(request: web.Request, response: web.StreamResponse) -> None:
+    """Free what aiohttp keeps per connection but a running stream no longer needs.
+
+    Together about 1.5 KiB of each open stream's memory (see README, Benchmarks).
+    """
+    # The headers are serialised and on their way: the dict (and what serialising
+    # cached in it) would otherwise live as long as the stream.
+    response.headers.clear()
+    # The idle-connection timer armed when the connection was made has nothing
+    # to time while a stream runs. Whether the connection is kept after the
+    # stream is decided by the response, as before.
+    request.protocol.keep_alive(False)
 
 
 def chunked_size(payload_bytes: int) -> int:

@@ -195,6 +195,20 @@ class Subscriber:
                 handle.cancel()
             self._waiter = None
 
+    def changed(self) -> asyncio.Future[None]:
+        """A future done at the next state change or kept frame (no timeout).
+
+        The same as ``wait(None)`` without a coroutine of its own: a stream the
+        broker writes for waits on it for its whole life, and this keeps that
+        wait to one small object.
+        """
+        waiter = asyncio.get_running_loop().create_future()
+        if self.take_ready() or self.state is not State.LIVE:
+            waiter.set_result(None)
+        else:
+            self._waiter = waiter
+        return waiter
+
     def take_ready(self) -> bool:
         return self._transport is None and bool(self._frames)
 

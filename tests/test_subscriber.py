@@ -143,3 +143,29 @@ async def test_close_wakes_waiter() -> None:
     assert sub.state is State.CLOSED
     assert sub.close_reason == "shutdown"
     assert not sub.offer(ev(5, b"x"))
+
+
+async def test_changed_resolves_on_overflow_and_close_only() -> None:
+    transport = RecordingTransport()
+    sub = make(limit=10, transport=transport)
+    sub.ready(0.0)
+    changed = sub.changed()
+    assert sub.offer(ev(1, b"x"))
+    sub.flush(1.0)  # written by the broker: nothing for the stream's own loop
+    await asyncio.sleep(0)
+    assert not changed.done()
+    transport.backlog = 10
+    assert not sub.offer(ev(2, b"y"))  # over the limit: falls behind
+    await asyncio.wait_for(changed, 5)
+    assert sub.state is State.BEHIND
+    assert sub.changed().done()  # not live: nothing to wait for
+    sub.go_live(2)
+    waiting = sub.changed()
+    sub.close("shutdown")
+    await asyncio.wait_for(waiting, 5)
+
+
+async def test_changed_is_done_at_once_when_frames_are_kept() -> None:
+    sub = make()  # no transport: frames wait for take()
+    assert sub.offer(ev(1, b"x"))
+    assert sub.changed().done()
