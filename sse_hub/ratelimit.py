@@ -10,6 +10,7 @@ made-up client keys costs bounded memory. Pure code: time is passed in.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections import OrderedDict
@@ -141,6 +142,8 @@ def is_loopback(address: str) -> bool:
     return ip is not None and ip.is_loopback
 
 
+# Parsing an address costs a few µs and every request does it; clients repeat.
+@functools.lru_cache(maxsize=4096)
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         ip = ipaddress.ip_address(text)
