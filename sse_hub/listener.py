@@ -2,7 +2,9 @@
 
 NOTIFY is a doorbell, the table is the truth. A notification only wakes the
 relay, which then reads ``id > last_id`` from ``sse_hub.events`` in batches,
-encodes each event once and hands the batch to the broker. Notifications lost
+encodes each event once and hands the batch to the broker. A notification
+names the newest id of its commit; one the relay has already read past (its
+own publishes, read as soon as they commit) costs no query. Notifications lost
 while the connection was down are harmless: after reconnecting, the relay
 reads from where it was. A slow poll covers a silent connection as well.
 
@@ -61,6 +63,8 @@ class Relay:
         self.lag_s = 0.0
         self.events_relayed = 0
         self.frames_queued = 0
+        self.reads = 0
+        self.notifications_skipped = 0
         self.last_error = ""
 
     async def start(self) -> None:
@@ -80,9 +84,16 @@ class Relay:
         conn = self._conn
         return None if conn is None or conn.is_closed() else int(conn.get_server_pid())
 
-    def ring(self) -> None:
-        """Wake the relay now (tests, and local publishes that need no round trip)."""
+    def ring(self, through_id: int | None = None) -> bool:
+        """Wake the relay to read up to ``through_id`` (``None``: whatever is new).
+
+        Returns ``False`` when everything up to ``through_id`` was already read:
+        ids are visible in commit order, so nothing at or below it can appear later.
+        """
+        if through_id is not None and through_id <= self._broker.last_id:
+            return False
         self._bell.set()
+        return True
 
     async def _connect(self) -> None:
         conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
@@ -104,8 +115,9 @@ class Relay:
         if conn is not None:
             conn.terminate()
 
-    def _on_events(self, *_: object) -> None:
-        self._bell.set()
+    def _on_events(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if not self.ring(_notified_id(payload)):
+            self.notifications_skipped += 1
 
     def _on_outbox(self, *_: object) -> None:
         self._committer.request_drain()
@@ -145,6 +157,7 @@ class Relay:
         self._bell.clear()
         while True:
             rows = await store.fetch_after(self._conn, self._broker.last_id, self._batch)
+            self.reads += 1
             if not rows:
                 return
             encoded = [
@@ -156,3 +169,8 @@ class Relay:
             self.lag_s = max(0.0, time.time() - rows[-1].created_at.timestamp())
             if len(rows) < self._batch:
                 return
+
+
+def _notified_id(payload: str) -> int | None:
+    """The id a notification names; ``None`` (read anyway) for anything else."""
+    return int(payload) if payload.isascii() and payload.isdigit() else None

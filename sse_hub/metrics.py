@@ -101,6 +101,12 @@ def _hub_metrics(hub: Hub) -> Iterator[Metric]:
         "relay_connected", "1 when the relay's LISTEN connection is up", int(relay.connected)
     )
     yield _counter("listener_reconnects", "Reconnections of the relay", relay.reconnects)
+    yield _counter("relay_reads", "Queries the relay made for new events", relay.reads)
+    yield _counter(
+        "relay_notifications_skipped",
+        "Notifications for events the relay had already read (no query needed)",
+        relay.notifications_skipped,
+    )
     yield _gauge(
         "last_event_id", "The newest event id this process has relayed", hub.broker.last_id
     )

@@ -89,3 +89,25 @@ async def test_close_is_not_lost_when_the_bell_rings_at_the_same_time(dsn: str, 
     finally:
         await committer.close()
         await pool.close()
+
+
+async def test_notification_for_ids_already_read_costs_no_query(hub: TestServer, dsn: str) -> None:
+    relay = app_of(hub)[HUB].relay
+    broker = app_of(hub)[HUB].broker
+    producer = await asyncpg.connect(dsn)
+    try:
+        await producer.execute("SELECT sse_hub.publish('n', 'x')")
+        await wait_until(lambda: broker.last_id > 0)
+        skipped, reads = relay.notifications_skipped, relay.reads
+        await producer.execute("SELECT pg_notify('sse_hub_events', $1)", str(broker.last_id))
+        await wait_until(lambda: relay.notifications_skipped > skipped)
+        # A notification past what was read (or one without an id) still reads.
+        skipped = relay.notifications_skipped
+        await producer.execute("SELECT pg_notify('sse_hub_events', $1)", str(broker.last_id + 1))
+        await wait_until(lambda: relay.reads > reads)
+        reads = relay.reads
+        await producer.execute("SELECT pg_notify('sse_hub_events', 'soon')")
+        await wait_until(lambda: relay.reads > reads)
+        assert relay.notifications_skipped == skipped
+    finally:
+        await producer.close()
