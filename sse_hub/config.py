@@ -34,7 +34,7 @@ DEFAULT_MAX_TOPICS_PER_STREAM = 64
 DEFAULT_MAX_STREAMS = 20_000
 DEFAULT_SUBSCRIBER_BUFFER_BYTES = 1024 * 1024
 DEFAULT_WRITE_TIMEOUT_S = 30.0
-DEFAULT_FILE_CHUNK_BYTES = 64 * 1024
+DEFAULT_FILE_CHUNK_BYTES = 1024 * 1024
 # Per client (token subject, else address), for clients that are not on loopback.
 DEFAULT_RATE_PUBLISH = Rate(per_s=50.0, burst=500)
 DEFAULT_RATE_CONNECT = Rate(per_s=20.0, burst=500)
@@ -330,7 +330,8 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "--file-chunk",
         "file_chunk_bytes",
         _int_between(4096, 16 << 20),
-        f"bytes read per chunk for downloads (default {DEFAULT_FILE_CHUNK_BYTES})",
+        "largest read for downloads; reads grow to it while the client keeps up "
+        f"(default {DEFAULT_FILE_CHUNK_BYTES})",
         metavar="BYTES",
     ),
     Option(

@@ -56,6 +56,9 @@ _TYPES = mimetypes.MimeTypes(filenames=())
 _DOWNLOAD_VALUES = {"1", "true", "yes"}
 # RFC 8187 attr-char, minus what quote() always keeps (letters, digits, "_.-~").
 _ATTR_CHAR_SAFE = "!#$&+^`|"
+# Every download starts with reads of this size, and a client that falls behind
+# goes back to it; --file-chunk is the size a client that keeps up grows to.
+SMALLEST_FILE_CHUNK_BYTES = 64 * 1024
 
 
 def path_parts(raw_tail: str) -> tuple[str, ...]:
@@ -225,6 +228,35 @@ def _joined(request: web.Request, name: str) -> str | None:
     return ", ".join(values) if values else None
 
 
+def next_chunk_bytes(current: int, client_kept_up: bool, largest: int) -> int:
+    """The size of the next read: doubled while the client keeps up, halved when it falls behind.
+
+    A fast client soon reads ``largest`` bytes per trip through aiofiles' thread
+    pool, whose fixed cost per chunk dominates small reads; a slow one, whose
+    bytes wait in the socket anyway, holds no more than the smallest chunk.
+    """
+    smallest = min(SMALLEST_FILE_CHUNK_BYTES, largest)
+    if client_kept_up:
+        return min(current * 2, largest)
+    return max(current // 2, smallest)
+
+
+async def _write_waited(response: web.StreamResponse, chunk: bytes) -> bool:
+    """Write ``chunk``; whether it had to wait for the client (the socket could not take it all).
+
+    ``response.write`` returns without suspending when the kernel accepts the
+    bytes, and waits for the transport to drain when it does not; a callback
+    queued just before then runs only if the write suspended.
+    """
+    suspended = asyncio.Event()
+    marker = asyncio.get_running_loop().call_soon(suspended.set)
+    try:
+        await response.write(chunk)
+    finally:
+        marker.cancel()
+    return suspended.is_set()
+
+
 async def _send(
     request: web.Request,
     response: web.StreamResponse,
@@ -235,11 +267,12 @@ async def _send(
     """Copy ``length`` bytes from ``first`` on, one chunk in memory at a time."""
     hub = request.app[HUB]
     settings = hub.settings
+    chunk_bytes = min(SMALLEST_FILE_CHUNK_BYTES, settings.file_chunk_bytes)
     remaining = length
     try:
         await file.seek(first)
         while remaining > 0:
-            chunk = await file.read(min(settings.file_chunk_bytes, remaining))
+            chunk = await file.read(min(chunk_bytes, remaining))
             if not chunk:
                 # The file shrank under us. The headers promised more bytes, so
                 # the only honest end is closing the connection: the client sees
@@ -250,8 +283,9 @@ async def _send(
                 return
             remaining -= len(chunk)
             async with asyncio.timeout(settings.write_timeout_s):
-                await response.write(chunk)
+                waited = await _write_waited(response, chunk)
             hub.counters.file_bytes_served += len(chunk)
+            chunk_bytes = next_chunk_bytes(chunk_bytes, not waited, settings.file_chunk_bytes)
     except TimeoutError:
         log.info("disconnected a download that stopped reading (%s)", request.remote)
         if request.transport is not None:

@@ -16,7 +16,13 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from sse_hub.config import load_settings
-from sse_hub.downloads import content_disposition, content_type, path_parts
+from sse_hub.downloads import (
+    SMALLEST_FILE_CHUNK_BYTES,
+    content_disposition,
+    content_type,
+    next_chunk_bytes,
+    path_parts,
+)
 from sse_hub.errors import ConfigError, NotFound
 from sse_hub.ranges import entity_tag, http_date
 from tests.conftest import HubFactory
@@ -418,6 +424,42 @@ async def test_file_removed_mid_download_is_still_sent_whole(
     assert status == 200
     assert hashlib.sha256(received).digest() == hashlib.sha256(data).digest()
     assert (await get(hub.port, "/files/gone.bin")).status == 404
+
+
+def test_chunks_double_while_the_client_keeps_up_and_halve_when_it_falls_behind() -> None:
+    smallest, largest = SMALLEST_FILE_CHUNK_BYTES, 1 << 20
+    sizes = [smallest]
+    for _ in range(6):
+        sizes.append(next_chunk_bytes(sizes[-1], True, largest))
+    assert sizes == [smallest, 2 * smallest, 4 * smallest, 8 * smallest, largest, largest, largest]
+    for _ in range(6):
+        sizes.append(next_chunk_bytes(sizes[-1], False, largest))
+    assert sizes[-6:] == [8 * smallest, 4 * smallest, 2 * smallest, smallest, smallest, smallest]
+    # A --file-chunk below the smallest step is never exceeded, either way.
+    assert next_chunk_bytes(4096, True, 4096) == 4096
+    assert next_chunk_bytes(4096, False, 4096) == 4096
+
+
+async def test_growing_and_shrinking_chunks_send_exact_bytes(
+    start_hub: HubFactory, tmp_path: Path
+) -> None:
+    data = _pattern((24 << 20) + 12345)
+    (tmp_path / "mixed.bin").write_bytes(data)
+    hub = await start_hub(files_dir=tmp_path)  # the default --file-chunk: reads grow to 1 MiB
+    fast = await get(hub.port, "/files/mixed.bin")
+    assert (fast.status, fast.body == data) == (200, True)
+    part = await get(hub.port, "/files/mixed.bin", {"Range": "bytes=70001-"})
+    assert (part.status, part.body == data[70001:]) == (206, True)
+    # A reader slower than the hub fills its socket, and the hub's reads shrink again.
+    reader, writer, status, _ = await open_slow(hub.port, "/files/mixed.bin")
+    received = bytearray()
+    try:
+        while len(received) < len(data):
+            received += await read_exactly(reader, min(64 << 10, len(data) - len(received)))
+            await asyncio.sleep(0.001)  # pacing, not synchronisation: a slow reader
+    finally:
+        await close(writer)
+    assert (status, bytes(received) == data) == (200, True)
 
 
 def _sparse(path: Path, size: int) -> Path:
