@@ -14,12 +14,13 @@ from sse_hub.cors import add_cors
 from sse_hub.dashboard import add_dashboard
 from sse_hub.downloads import serve_file
 from sse_hub.embedded_pg import EmbeddedPostgres
+from sse_hub.fallbacks import add_fallbacks
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB
 from sse_hub.metrics import add_metrics
 from sse_hub.migrate import migrate_dsn
 from sse_hub.ops import healthz
-from sse_hub.problems import problem_middleware
+from sse_hub.problems import answering_problems
 from sse_hub.publish import publish_events
 from sse_hub.stream import stream_events
 from sse_hub.throttle import THROTTLE, Throttle
@@ -55,7 +56,9 @@ def create_app(settings: Settings, *, pg_bindir: str | None = None) -> web.Appli
 
     Raises ``ConfigError`` for a public key it cannot use.
     """
-    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    # No middleware: errors are answered by each route (``answering_problems``) and
+    # by the fallback routes, so aiohttp calls handlers without a chain around them.
+    app = web.Application(client_max_size=settings.max_body_bytes)
     verifier = Verifier.from_settings(settings)
     if verifier is not None:
         app[VERIFIER] = verifier
@@ -81,12 +84,13 @@ def create_app(settings: Settings, *, pg_bindir: str | None = None) -> web.Appli
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(end_streams)
-    app.router.add_get("/events", stream_events)
-    app.router.add_post("/events", publish_events)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/events", answering_problems(stream_events))
+    app.router.add_post("/events", answering_problems(publish_events))
+    app.router.add_get("/healthz", answering_problems(healthz))
     add_metrics(app)
-    app.router.add_get("/files/{path:.*}", serve_file)
+    app.router.add_get("/files/{path:.*}", answering_problems(serve_file))
     add_dashboard(app)
+    add_fallbacks(app)
     return app
 
 

@@ -13,10 +13,7 @@ other origin ``403``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-
-from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp import hdrs, web
 
 from sse_hub.problems import problem_response
 
@@ -69,8 +66,25 @@ def preflight_response(policy: CorsPolicy, origin: str) -> web.Response:
     )
 
 
-async def _answered(response: web.StreamResponse) -> web.StreamResponse:
-    return response
+CORS_POLICY = web.AppKey("sse_hub.cors_policy", CorsPolicy)
+
+
+def preflight_answer(request: web.Request) -> web.Response | None:
+    """The answer to a CORS preflight, or ``None`` if this is none (or CORS is off).
+
+    No route takes ``OPTIONS``, so a preflight reaches the fallback routes
+    (``sse_hub.fallbacks``), which ask here first.
+    """
+    policy = request.app.get(CORS_POLICY)
+    origin = request.headers.get("Origin")
+    if (
+        policy is None
+        or request.method != hdrs.METH_OPTIONS
+        or origin is None
+        or "Access-Control-Request-Method" not in request.headers
+    ):
+        return None
+    return preflight_response(policy, origin)
 
 
 def add_cors(app: web.Application, origins: tuple[str, ...]) -> None:
@@ -78,15 +92,6 @@ def add_cors(app: web.Application, origins: tuple[str, ...]) -> None:
     if not origins:
         return
     policy = CorsPolicy(origins)
-
-    @web.middleware
-    def preflight(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
-        # Not a coroutine itself: an open stream would hold one for its whole life.
-        origin = request.headers.get("Origin")
-        wanted = request.headers.get("Access-Control-Request-Method")
-        if request.method != "OPTIONS" or origin is None or wanted is None:
-            return handler(request)
-        return _answered(preflight_response(policy, origin))
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.update(policy.headers(request.headers.get("Origin")))
@@ -97,5 +102,5 @@ def add_cors(app: web.Application, origins: tuple[str, ...]) -> None:
             elif "origin" not in vary.lower():
                 response.headers["Vary"] = vary + ", Origin"
 
-    app.middlewares.append(preflight)
+    app[CORS_POLICY] = policy
     app.on_response_prepare.append(add_headers)

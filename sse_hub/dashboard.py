@@ -10,6 +10,8 @@ from importlib import resources
 
 from aiohttp import web
 
+from sse_hub.problems import answering_problems
+
 _FILES = {
     "index.html": "text/html",
     "dashboard.js": "text/javascript",
@@ -51,5 +53,5 @@ def add_dashboard(app: web.Application) -> None:
             raise web.HTTPNotFound()
         return respond(name)
 
-    app.router.add_get("/", index)
-    app.router.add_get("/static/{name}", static)
+    app.router.add_get("/", answering_problems(index))
+    app.router.add_get("/static/{name}", answering_problems(static))

@@ -25,6 +25,7 @@ from prometheus_client.exposition import choose_encoder
 
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB
+from sse_hub.problems import answering_problems
 from sse_hub.throttle import THROTTLE, Throttle
 
 PREFIX = "sse_hub_"
@@ -142,7 +143,7 @@ def add_metrics(app: web.Application) -> None:
     registry.register(HubCollector(app))
     ProcessCollector(registry=registry)
     app[REGISTRY] = registry
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", answering_problems(metrics))
     app.on_response_prepare.append(_count_errors)
 
 

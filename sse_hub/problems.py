@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Awaitable
 
 import asyncpg
 from aiohttp import web
@@ -68,26 +68,37 @@ _ANSWERS_OWN_PROBLEMS = "_sse_hub_answers_own_problems"
 def answers_own_problems(handler: Handler) -> Handler:
     """Mark a handler that turns its errors into problems itself (with ``problem_for``).
 
-    ``problem_middleware`` then calls it directly instead of from a coroutine
-    of its own: a stream lives for hours, and that coroutine would be held in
-    memory for all of them, once per open stream.
+    ``answering_problems`` then leaves it as it is instead of wrapping it in a
+    coroutine of its own: a stream lives for hours, and that coroutine would be
+    held in memory for all of them, once per open stream.
     """
     setattr(handler, _ANSWERS_OWN_PROBLEMS, True)
     return handler
 
 
-@web.middleware
-def problem_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
-    if getattr(handler, _ANSWERS_OWN_PROBLEMS, False):
-        return handler(request)
-    return _answering_problems(request, handler)
+def answering_problems(handler: Handler) -> Handler:
+    """``handler`` with every error it raises answered as a problem (register this one).
+
+    The hub's routes are registered this way instead of behind a middleware: an
+    application without middlewares has aiohttp call each handler directly, with
+    no chain (and none of aiohttp's own middleware coroutines) around it.
+    """
+    if answers_own(handler):
+        return handler
+
+    @functools.wraps(handler)
+    async def answering(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return problem_for(request, exc)
+
+    return answers_own_problems(answering)
 
 
-async def _answering_problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Exception as exc:
-        return problem_for(request, exc)
+def answers_own(handler: Handler) -> bool:
+    """Whether ``handler`` answers its own errors as problems."""
+    return bool(getattr(handler, _ANSWERS_OWN_PROBLEMS, False))
 
 
 def problem_for(request: web.Request, exc: Exception) -> web.StreamResponse:

@@ -31,7 +31,7 @@ from sse_hub.config import Settings
 from sse_hub.errors import ConfigError, Unauthorized
 from sse_hub.events import TopicPattern
 from sse_hub.keys import HUB
-from sse_hub.problems import problem_middleware
+from sse_hub.problems import answering_problems
 from tests.conftest import HubFactory, app_of
 from tests.sse_client import open_stream
 from tests.test_publish import post, stored
@@ -391,11 +391,11 @@ async def _download_server(settings: Settings) -> TestServer:
         authorize_download(request, request.match_info["path"])
         return web.Response(text="file")
 
-    app = web.Application(middlewares=[problem_middleware])
+    app = web.Application()
     verifier = Verifier.from_settings(settings)
     if verifier is not None:
         app[VERIFIER] = verifier
-    app.router.add_get("/files/{path:.+}", download)
+    app.router.add_get("/files/{path:.+}", answering_problems(download))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     return server

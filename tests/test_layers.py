@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
             "keys",
             "metrics",
             "cors",
+            "fallbacks",
             "dashboard",
             "throttle",
             "accesslog",

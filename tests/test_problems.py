@@ -1,4 +1,4 @@
-"""``problem_middleware``: errors become problem+json; self-answering handlers run bare."""
+"""``answering_problems``: errors become problem+json; self-answering handlers run bare."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sse_hub.errors import InvalidInput
-from sse_hub.problems import answers_own_problems, problem_for, problem_middleware
+from sse_hub.problems import answering_problems, answers_own, answers_own_problems, problem_for
 
 
 async def failing(request: web.Request) -> web.StreamResponse:
     raise InvalidInput("no good")
+
+
+async def crashing(request: web.Request) -> web.StreamResponse:
+    raise RuntimeError("a bug")
 
 
 @answers_own_problems
@@ -23,28 +27,26 @@ async def self_answering(request: web.Request) -> web.StreamResponse:
 
 
 async def test_errors_become_problems_and_marked_handlers_answer_their_own() -> None:
-    app = web.Application(middlewares=[problem_middleware])
-    app.router.add_get("/failing", failing)
-    app.router.add_get("/self", self_answering)
+    app = web.Application()
+    app.router.add_get("/failing", answering_problems(failing))
+    app.router.add_get("/crashing", answering_problems(crashing))
+    app.router.add_get("/self", answering_problems(self_answering))
     async with TestServer(app) as server, aiohttp.ClientSession() as session:
-        for path, detail in (("/failing", "no good"), ("/self", "said by the handler")):
+        for path, status, detail in (
+            ("/failing", 422, "no good"),
+            ("/self", 422, "said by the handler"),
+            ("/crashing", 500, "the hub failed to handle this request; see its log"),
+        ):
             async with session.get(server.make_url(path)) as response:
-                assert response.status == 422
+                assert response.status == status
                 assert response.content_type == "application/problem+json"
                 assert (await response.json())["detail"] == detail
-        async with session.get(server.make_url("/nowhere")) as response:
-            assert response.status == 404
-            assert response.content_type == "application/problem+json"
 
 
-async def test_marked_handler_is_called_without_a_coroutine_around_it() -> None:
-    request = object()
-    coroutine = object()
-
-    def handler(request: object) -> object:
-        return coroutine
-
-    assert problem_middleware(request, answers_own_problems(handler)) is coroutine  # type: ignore[arg-type]
-    unmarked = problem_middleware(request, lambda r: coroutine)  # type: ignore[arg-type]
-    assert unmarked is not coroutine
-    unmarked.close()  # type: ignore[attr-defined]
+def test_a_marked_handler_is_registered_as_it_is() -> None:
+    assert answering_problems(self_answering) is self_answering
+    wrapped = answering_problems(failing)
+    assert wrapped is not failing
+    assert answers_own(wrapped)
+    assert answering_problems(wrapped) is wrapped
+    assert not answers_own(failing)
