@@ -92,6 +92,8 @@ def log_stream(request: web.BaseRequest, *, size: int, duration_s: float, closed
 class AccessLogger(AbstractAccessLogger):
     """aiohttp's hook: ``web.run_app(..., access_log_class=AccessLogger)``."""
 
+    __slots__ = ()  # one per connection: no instance dict
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         if response.status == 200 and response.content_type == EVENT_STREAM:
             return  # logged by the stream itself when it closed

@@ -51,7 +51,8 @@ def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None
         handler_cancellation=True,
         reuse_port=reuse_port or None,
         access_log_class=AccessLogger,
-        access_log=logging.getLogger(ACCESS_LOGGER_NAME),
+        # None: aiohttp then keeps no access logger per connection at all.
+        access_log=None if settings.no_access_log else logging.getLogger(ACCESS_LOGGER_NAME),
         print=lambda _: log.info(
             "sse-hub serving on http://%s:%d (pid %d)", settings.host, settings.port, os.getpid()
         ),

@@ -82,7 +82,8 @@ class Subscriber:
         self._limit_bytes = buffer_limit_bytes
         self._transport = transport
         self._ready = transport is None  # a transport takes frames once the headers are out
-        self._frames: list[bytes] = []
+        # Made at the first frame: an idle stream never needs one.
+        self._frames: list[bytes] | None = None
         self._buffered_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
 
@@ -92,7 +93,10 @@ class Subscriber:
             return False
         transport = self._transport
         data = event.frame if transport is None else event.chunk
-        if not self._frames and transport is not None:
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = []
+        if not frames and transport is not None:
             self._buffered_bytes = transport.get_write_buffer_size()
         size = len(data)
         if self._buffered_bytes + size > self._limit_bytes:
@@ -100,7 +104,7 @@ class Subscriber:
             self.overflows += 1
             self._wake()
             return False
-        self._frames.append(data)
+        frames.append(data)
         self._buffered_bytes += size
         self.position = event.id
         return True
@@ -111,13 +115,13 @@ class Subscriber:
         if transport is None:
             self._wake()
             return
-        if not self._ready or not self._frames:
+        frames = self._frames
+        if not self._ready or not frames:
             return
         if transport.is_closing():
-            self._frames.clear()
+            frames.clear()
             self.close("gone")
             return
-        frames = self._frames
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         transport.write(data)
         self.bytes_written += len(data)
@@ -156,15 +160,16 @@ class Subscriber:
 
     def take(self) -> bytes:
         """Everything kept for a subscriber without transport (empty when nothing is)."""
-        if self._transport is not None or not self._frames:
+        frames = self._frames
+        if self._transport is not None or not frames:
             return b""
-        frames, self._frames, self._buffered_bytes = self._frames, [], 0
+        self._frames, self._buffered_bytes = None, 0
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
     @property
     def buffered_bytes(self) -> int:
         if self._transport is not None:
-            return self._transport.get_write_buffer_size() + sum(map(len, self._frames))
+            return self._transport.get_write_buffer_size() + sum(map(len, self._frames or ()))
         return self._buffered_bytes
 
     def go_live(self, covered_through: int) -> None:
