@@ -7,8 +7,10 @@ other clients' streams, so it never gets past this module.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sse_hub.errors import InvalidInput, MalformedRequest, PayloadTooLarge
@@ -135,7 +137,24 @@ def parse_patterns(values: list[str], *, max_count: int) -> tuple[TopicPattern, 
     unique = list(dict.fromkeys(values))
     if len(unique) > max_count:
         raise InvalidInput(f"at most {max_count} topics per subscription, got {len(unique)}")
-    return tuple(TopicPattern(validate_topic(value)) for value in unique)
+    if len(unique) <= _SHARED_MAX_TOPICS:
+        return _shared_patterns(tuple(unique))
+    return _patterns(unique)
+
+
+# Streams that subscribe to the same topics (every dashboard on a page's feed)
+# share one tuple of patterns instead of holding a copy each for their whole life.
+_SHARED_MAX_TOPICS = 8
+_SHARED_SUBSCRIPTIONS = 1024
+
+
+def _patterns(values: Iterable[str]) -> tuple[TopicPattern, ...]:
+    return tuple(TopicPattern(validate_topic(value)) for value in values)
+
+
+@functools.lru_cache(maxsize=_SHARED_SUBSCRIPTIONS)
+def _shared_patterns(values: tuple[str, ...]) -> tuple[TopicPattern, ...]:
+    return _patterns(values)
 
 
 def any_matches(patterns: tuple[TopicPattern, ...], topic: str) -> bool:

@@ -40,6 +40,7 @@ class Feed:
         "_db",
         "_go_live_after_write",
         "_open",
+        "_overflows_counted",
         "_page_bytes",
         "_page_events",
         "_report_truncation",
@@ -78,6 +79,7 @@ class Feed:
         )
         self.subscriber.last_write_s = time.monotonic()
         self.replayed = 0
+        self._overflows_counted = 0
         self._open = False
         self._go_live_after_write: int | None = None
 
@@ -105,6 +107,13 @@ class Feed:
             self._open = False
             self._broker.unsubscribe(self.subscriber)
         self.subscriber.close(reason)
+
+    def take_counts(self) -> tuple[int, int]:
+        """Events replayed, and catch-ups begun, since the last call (for the hub's counters)."""
+        replayed, self.replayed = self.replayed, 0
+        overflows = self.subscriber.overflows
+        catch_ups, self._overflows_counted = overflows - self._overflows_counted, overflows
+        return replayed, catch_ups
 
     def ready(self) -> None:
         """The response has started: live frames may now go straight to the transport."""

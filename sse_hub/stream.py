@@ -23,6 +23,7 @@ from aiohttp import web
 from sse_hub import frames
 from sse_hub.accesslog import log_stream
 from sse_hub.auth import authenticate, authorize_subscribe
+from sse_hub.config import Settings
 from sse_hub.errors import ServiceUnavailable
 from sse_hub.events import parse_patterns
 from sse_hub.feed import Feed, FeedClosed
@@ -63,13 +64,12 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     hub.counters.streams_open += 1
     hub.counters.streams_total += 1
     started = time.monotonic()
-    tally = _Tally(hub.counters, feed)
     closed = "client"
     response = web.StreamResponse(status=200, headers=SSE_HEADERS)
     try:
         await response.prepare(request)
         _shed_sent_state(request, response)
-        await tally.write(response, frames.retry_frame(settings.retry_ms), settings.write_timeout_s)
+        await _write(response, frames.retry_frame(settings.retry_ms), settings, hub.counters)
         feed.ready()  # live frames now go straight into the transport, chunk-encoded once
         while True:
             idle = feed.idle()
@@ -77,13 +77,13 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                 await idle  # held for hours by idle streams: a future, not a coroutine chain
                 continue
             chunk = await feed.next_chunk(settings.heartbeat_s)
-            tally.count_feed()
+            _count_feed(hub.counters, feed)
             data = HEARTBEAT_FRAME if chunk is None else chunk
-            await tally.write(response, data, settings.write_timeout_s)
+            await _write(response, data, settings, hub.counters)
     except FeedClosed as closed_by:
         closed = closed_by.reason
         if closed_by.reason == SHUTDOWN_REASON:
-            await _say_goodbye(response, tally, settings.retry_ms)
+            await _say_goodbye(response, settings, hub.counters)
     except TimeoutError:
         closed = "slow"
         hub.counters.slow_disconnects += 1
@@ -94,7 +94,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         pass  # the client went away mid-write
     finally:
         feed.close()
-        tally.count_feed()
+        _count_feed(hub.counters, feed)
         hub.counters.streams_open -= 1
         live_bytes = feed.subscriber.bytes_written  # written by the broker, not by this loop
         hub.counters.bytes_sent += live_bytes
@@ -149,35 +149,32 @@ def chunked_size(payload_bytes: int) -> int:
     return payload_bytes + len(b"%x" % payload_bytes) + 4
 
 
-async def _say_goodbye(response: web.StreamResponse, tally: _Tally, retry_ms: int) -> None:
+async def _say_goodbye(
+    response: web.StreamResponse, settings: Settings, counters: Counters
+) -> None:
     """The last frame before a shutdown: a jittered reconnection delay."""
     # A client that is not reading keeps its own retry delay: nothing to wait for.
     with contextlib.suppress(TimeoutError, ConnectionError):
-        await tally.write(response, shutdown_retry_frame(retry_ms), timeout_s=1.0)
+        frame = shutdown_retry_frame(settings.retry_ms)
+        await _write(response, frame, settings, counters, timeout_s=1.0)
 
 
-class _Tally:
-    """Counts what one stream sent into the hub's counters as it goes (plain ints)."""
+async def _write(
+    response: web.StreamResponse,
+    data: bytes,
+    settings: Settings,
+    counters: Counters,
+    *,
+    timeout_s: float | None = None,
+) -> None:
+    """Write one chunk of the stream, within the write timeout, and count its bytes."""
+    async with asyncio.timeout(settings.write_timeout_s if timeout_s is None else timeout_s):
+        await response.write(data)
+    counters.bytes_sent += chunked_size(len(data))
 
-    __slots__ = ("_counters", "_feed", "_overflows", "_replayed", "sent")
 
-    def __init__(self, counters: Counters, feed: Feed) -> None:
-        self._counters = counters
-        self._feed = feed
-        self._replayed = 0
-        self._overflows = 0
-        self.sent = 0
-
-    async def write(self, response: web.StreamResponse, data: bytes, timeout_s: float) -> None:
-        async with asyncio.timeout(timeout_s):
-            await response.write(data)
-        size = chunked_size(len(data))
-        self.sent += size
-        self._counters.bytes_sent += size
-
-    def count_feed(self) -> None:
-        feed = self._feed
-        replayed, overflows = feed.replayed, feed.subscriber.overflows
-        self._counters.frames_replayed += replayed - self._replayed
-        self._counters.catch_ups += overflows - self._overflows
-        self._replayed, self._overflows = replayed, overflows
+def _count_feed(counters: Counters, feed: Feed) -> None:
+    """Add what the feed replayed, and its catch-ups, to the hub's counters (plain ints)."""
+    replayed, catch_ups = feed.take_counts()
+    counters.frames_replayed += replayed
+    counters.catch_ups += catch_ups

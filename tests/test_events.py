@@ -118,3 +118,15 @@ def test_every_requested_pattern_must_be_covered() -> None:
     wanted = (TopicPattern("news"), TopicPattern("sport"), TopicPattern("weather"))
     assert first_uncovered(granted, wanted) == TopicPattern("sport")
     assert first_uncovered((), (TopicPattern("news"),)) == TopicPattern("news")
+
+
+def test_streams_on_the_same_topics_share_their_patterns() -> None:
+    first = parse_patterns(["orders/*", "news"], max_count=64)
+    assert parse_patterns(["orders/*", "news", "news"], max_count=64) is first
+    assert parse_patterns(["news", "orders/*"], max_count=64) is not first  # order is kept
+    many = [f"t{i}" for i in range(9)]
+    assert parse_patterns(many, max_count=64) == parse_patterns(many, max_count=64)
+    assert parse_patterns(many, max_count=64) is not parse_patterns(many, max_count=64)
+    for _ in range(2):  # a refusal is never remembered as an answer
+        with pytest.raises(InvalidInput):
+            parse_patterns(["ok", "bad\ntopic"], max_count=64)
