@@ -39,10 +39,7 @@ class Feed:
         "_broker",
         "_db",
         "_go_live_after_write",
-        "_open",
         "_overflows_counted",
-        "_page_bytes",
-        "_page_events",
         "_report_truncation",
         "_resume",
         "replayed",
@@ -57,15 +54,10 @@ class Feed:
         resume: Resume | None,
         *,
         buffer_limit_bytes: int,
-        page_events: int = DEFAULT_PAGE_EVENTS,
         transport: WriteTarget | None = None,
     ) -> None:
         self._db = db
         self._broker = broker
-        self._page_events = page_events
-        # A replay page is held in memory and then in the transport: the same
-        # bound as live frames, so a catching-up client costs no more.
-        self._page_bytes = buffer_limit_bytes
         # Clients that asked for "earliest" already expect history to start
         # wherever it starts: no reset notice for them on the first page.
         self._report_truncation = resume is not None and not resume.from_earliest
@@ -80,7 +72,6 @@ class Feed:
         self.subscriber.last_write_s = time.monotonic()
         self.replayed = 0
         self._overflows_counted = 0
-        self._open = False
         self._go_live_after_write: int | None = None
 
     async def open(self) -> None:
@@ -100,12 +91,9 @@ class Feed:
             if subscriber.position == self._broker.last_id:
                 subscriber.go_live(self._broker.last_id)
         self._broker.subscribe(subscriber)
-        self._open = True
 
     def close(self, reason: str = "closed") -> None:
-        if self._open:
-            self._open = False
-            self._broker.unsubscribe(self.subscriber)
+        self._broker.unsubscribe(self.subscriber)  # a no-op if never subscribed, or again
         self.subscriber.close(reason)
 
     def take_counts(self) -> tuple[int, int]:
@@ -179,8 +167,10 @@ class Feed:
             subscriber.patterns,
             after=after,
             upto=upto,
-            limit=self._page_events,
-            max_bytes=self._page_bytes,
+            limit=DEFAULT_PAGE_EVENTS,
+            # A page is held in memory and then in the transport: the same
+            # bound as live frames, so a catching-up client costs no more.
+            max_bytes=subscriber.buffer_limit_bytes,
         )
         if subscriber.state is not State.BEHIND:
             return b""  # closed, or overtaken, while we were reading

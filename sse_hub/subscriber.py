@@ -167,6 +167,10 @@ class Subscriber:
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
     @property
+    def buffer_limit_bytes(self) -> int:
+        return self._limit_bytes
+
+    @property
     def buffered_bytes(self) -> int:
         if self._transport is not None:
             return self._transport.get_write_buffer_size() + sum(map(len, self._frames or ()))

@@ -60,6 +60,19 @@ def test_unsubscribe_stops_delivery_and_cleans_index() -> None:
     assert broker._index._prefix == {}
 
 
+def test_unsubscribing_a_stranger_or_twice_changes_nothing() -> None:
+    broker = InMemoryBroker()
+    member, stranger = sub("orders", "news/*"), sub("orders", "news/*", "*")
+    broker.subscribe(member)
+    broker.unsubscribe(stranger)  # never subscribed: the buckets it names stay
+    broker.dispatch([ev(1, "orders"), ev(2, "news/1")])
+    assert (len(broker), member.take(), stranger.take()) == (1, b"<1><2>", b"")
+    broker.unsubscribe(member)
+    broker.unsubscribe(member)
+    broker.dispatch([ev(3, "orders")])
+    assert (len(broker), member.take()) == (0, b"")
+
+
 def test_index_lookup_touches_only_relevant_buckets() -> None:
     index = TopicIndex()
     many = [sub(f"topic/{n}") for n in range(5000)]
