@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sse_hub import store
@@ -28,12 +28,10 @@ DEFAULT_MAX_TRANSACTION_EVENTS = 5000
 DEFAULT_MAX_PENDING_EVENTS = 50_000
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request:
     events: Sequence[NewEvent]
-    done: asyncio.Future[list[int]] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    done: asyncio.Future[list[int]]
 
 
 class GroupCommitter:
@@ -54,12 +52,16 @@ class GroupCommitter:
         self._drain_requested = False
         self._work = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Kept from start(): asyncio.get_running_loop() costs a getpid() system call
+        # on Python 3.11, once per publish on this path.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.transactions = 0
         self.events_committed = 0
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._flush_forever(), name="sse-hub-committer")
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._flush_forever(), name="sse-hub-committer")
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -71,11 +73,11 @@ class GroupCommitter:
 
     async def append(self, events: Sequence[NewEvent]) -> list[int]:
         """Commit ``events`` (atomically, in order) and return their ids."""
-        if self._task is None:
+        if self._task is None or self._loop is None:
             raise ServiceUnavailable("the hub is not accepting events")
         if self._pending_events + len(events) > self._max_pending:
             raise ServiceUnavailable("too many events waiting to be stored", retry_after_s=1)
-        request = _Request(events)
+        request = _Request(events, self._loop.create_future())
         self._queue.append(request)
         self._pending_events += len(events)
         self._work.set()
