@@ -13,6 +13,8 @@ def test_event_frame_exact_bytes() -> None:
 
 def test_event_frame_with_type() -> None:
     assert frames.event_frame(8, "greeting", "hi") == b"id: 8\nevent: greeting\ndata: hi\n\n"
+    assert frames.event_frame(9, "t", "a\rb") == b"id: 9\nevent: t\ndata: a\ndata: b\n\n"
+    assert frames.event_frame(None, "t", "x") == b"event: t\ndata: x\n\n"
 
 
 @pytest.mark.parametrize(
