@@ -34,7 +34,7 @@ NCHAN_TEMPLATE = Path(__file__).parent / "peers" / "nchan.conf"
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
@@ -106,7 +106,7 @@ def _spawn(
             stdout=log,
             stderr=log,
             start_new_session=True,  # Ctrl-C reaches the bench, which stops everything in order
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             env=env,
         )
     return Server(name, port, process, log_path)
@@ -128,7 +128,7 @@ def _wait_ready(server: Server, probe: Callable[[], bool]) -> None:
     )
 
 
-def _healthy(port: int) -> bool:
+def healthy(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
             return bool(answer.status == 200)
@@ -159,7 +159,7 @@ class HubTarget:
             command += ["--files-dir", str(self.files_dir)]
         command += self.extra_args
         server = _spawn(self.name, command, port, run_dir, env={**os.environ, **self.env})
-        _wait_ready(server, lambda: _healthy(port))
+        _wait_ready(server, lambda: healthy(port))
         return server
 
 
