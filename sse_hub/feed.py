@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import asyncpg
 
 from sse_hub import frames, store
 from sse_hub.broker import Broker
 from sse_hub.events import TopicPattern
+from sse_hub.heads import HeadReader
 from sse_hub.replay import Resume, check_position
 from sse_hub.subscriber import State, Subscriber, WriteTarget
 
@@ -37,8 +37,8 @@ class FeedClosed(Exception):
 class Feed:
     __slots__ = (
         "_broker",
-        "_db",
         "_go_live_after_write",
+        "_heads",
         "_overflows_counted",
         "_report_truncation",
         "_resume",
@@ -48,7 +48,7 @@ class Feed:
 
     def __init__(
         self,
-        db: Any,
+        heads: HeadReader,
         broker: Broker,
         patterns: tuple[TopicPattern, ...],
         resume: Resume | None,
@@ -56,7 +56,7 @@ class Feed:
         buffer_limit_bytes: int,
         transport: WriteTarget | None = None,
     ) -> None:
-        self._db = db
+        self._heads = heads
         self._broker = broker
         # Clients that asked for "earliest" already expect history to start
         # wherever it starts: no reset notice for them on the first page.
@@ -85,7 +85,7 @@ class Feed:
         if self._resume is None:
             try:
                 async with asyncio.timeout(HEAD_TIMEOUT_S):
-                    subscriber.position = await store.head(self._db)
+                    subscriber.position = await self._heads.read()
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 subscriber.position = self._broker.last_id  # database away: live from here
             if subscriber.position == self._broker.last_id:
@@ -163,7 +163,7 @@ class Feed:
         after = subscriber.position
         upto = self._broker.last_id
         page = await store.fetch_page(
-            self._db,
+            self._heads.db,
             subscriber.patterns,
             after=after,
             upto=upto,

@@ -22,6 +22,7 @@ from sse_hub.committer import GroupCommitter
 from sse_hub.config import Settings
 from sse_hub.events import NewEvent, TopicPattern, new_event
 from sse_hub.feed import Feed
+from sse_hub.heads import HeadReader
 from sse_hub.listener import Relay
 from sse_hub.replay import Resume
 from sse_hub.retention import Retention
@@ -75,6 +76,7 @@ class Hub:
     committer: GroupCommitter
     relay: Relay
     retention: Retention | None
+    heads: HeadReader
     counters: Counters = field(default_factory=Counters)
     heartbeats: asyncio.Task[None] | None = None
 
@@ -96,7 +98,7 @@ class Hub:
         pruner = Retention(pool, settings.retention_s) if retention else None
         if pruner is not None:
             pruner.start()
-        hub = cls(settings, dsn, pool, broker, committer, relay, pruner)
+        hub = cls(settings, dsn, pool, broker, committer, relay, pruner, HeadReader(pool))
         hub.heartbeats = asyncio.create_task(hub._beat_forever(), name="sse-hub-heartbeats")
         return hub
 
@@ -116,6 +118,7 @@ class Hub:
         self.broker.close("shutdown")
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.pool.close)
+            stack.push_async_callback(self.heads.close)
             stack.push_async_callback(stop_task, self.heartbeats)
             stack.push_async_callback(self.committer.close)
             stack.push_async_callback(self.relay.close)
@@ -150,7 +153,7 @@ class Hub:
     ) -> Feed:
         """A subscription; with a ``transport``, live frames are written straight into it."""
         return Feed(
-            self.pool,
+            self.heads,
             self.broker,
             patterns,
             resume,

@@ -20,7 +20,17 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
     ("asyncio", {"subscriber", "broker", "tasks"}, set()),
     (
         "database",
-        {"store", "listener", "embedded_pg", "migrate", "committer", "feed", "retention", "hub"},
+        {
+            "store",
+            "listener",
+            "embedded_pg",
+            "migrate",
+            "committer",
+            "feed",
+            "heads",
+            "retention",
+            "hub",
+        },
         {"asyncpg"},
     ),
     (
