@@ -163,7 +163,7 @@ class Feed:
         after = subscriber.position
         upto = self._broker.last_id
         page = await store.fetch_page(
-            self._heads.db,
+            self._heads.db,  # the hub's pool, reached through its head reader: one slot less
             subscriber.patterns,
             after=after,
             upto=upto,

@@ -53,8 +53,7 @@ class HeadReader:
             except BaseException:
                 _fail(asked, ConnectionError("the hub is closing"))
                 raise
-            if not asked.done():
-                asked.set_result(head)
+            asked.set_result(head)
 
     async def close(self) -> None:
         self._closed = True
@@ -66,6 +65,7 @@ class HeadReader:
 
 
 def _fail(asked: asyncio.Future[int], exc: Exception) -> None:
-    if not asked.done():
-        asked.set_exception(exc)
-        asked.exception()  # retrieved: waiters that already gave up leave no warning behind
+    # Only _run and close() settle these futures, each one it took from _next,
+    # and the waiters' shields never cancel them: ``asked`` is still pending.
+    asked.set_exception(exc)
+    asked.exception()  # retrieved: waiters that already gave up leave no warning behind

@@ -23,7 +23,6 @@ from aiohttp import web
 from sse_hub import frames
 from sse_hub.accesslog import access_log, log_stream
 from sse_hub.auth import authenticate, authorize_subscribe
-from sse_hub.config import Settings
 from sse_hub.errors import ServiceUnavailable
 from sse_hub.events import parse_patterns
 from sse_hub.feed import Feed, FeedClosed
@@ -70,7 +69,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         _shed_sent_state(request, response)
-        await _write(response, frames.retry_frame(settings.retry_ms), settings, hub.counters)
+        retry = frames.retry_frame(settings.retry_ms)
+        await _write(response, retry, settings.write_timeout_s, hub.counters)
         feed.ready()  # live frames now go straight into the transport, chunk-encoded once
         while True:
             idle = feed.idle()
@@ -80,11 +80,11 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             chunk = await feed.next_chunk(settings.heartbeat_s)
             _count_feed(hub.counters, feed)
             data = HEARTBEAT_FRAME if chunk is None else chunk
-            await _write(response, data, settings, hub.counters)
+            await _write(response, data, settings.write_timeout_s, hub.counters)
     except FeedClosed as closed_by:
         closed = closed_by.reason
         if closed_by.reason == SHUTDOWN_REASON:
-            await _say_goodbye(response, settings, hub.counters)
+            await _say_goodbye(response, settings.retry_ms, hub.counters)
     except TimeoutError:
         closed = "slow"
         hub.counters.slow_disconnects += 1
@@ -150,26 +150,18 @@ def chunked_size(payload_bytes: int) -> int:
     return payload_bytes + len(b"%x" % payload_bytes) + 4
 
 
-async def _say_goodbye(
-    response: web.StreamResponse, settings: Settings, counters: Counters
-) -> None:
+async def _say_goodbye(response: web.StreamResponse, retry_ms: int, counters: Counters) -> None:
     """The last frame before a shutdown: a jittered reconnection delay."""
     # A client that is not reading keeps its own retry delay: nothing to wait for.
     with contextlib.suppress(TimeoutError, ConnectionError):
-        frame = shutdown_retry_frame(settings.retry_ms)
-        await _write(response, frame, settings, counters, timeout_s=1.0)
+        await _write(response, shutdown_retry_frame(retry_ms), 1.0, counters)
 
 
 async def _write(
-    response: web.StreamResponse,
-    data: bytes,
-    settings: Settings,
-    counters: Counters,
-    *,
-    timeout_s: float | None = None,
+    response: web.StreamResponse, data: bytes, timeout_s: float, counters: Counters
 ) -> None:
-    """Write one chunk of the stream, within the write timeout, and count its bytes."""
-    async with asyncio.timeout(settings.write_timeout_s if timeout_s is None else timeout_s):
+    """Write one chunk of the stream within ``timeout_s``, and count its bytes."""
+    async with asyncio.timeout(timeout_s):
         await response.write(data)
     counters.bytes_sent += chunked_size(len(data))
 
