@@ -27,10 +27,10 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from sse_hub.auth import TOKEN_QUERY
+from sse_hub.sink import EventStreamResponse
 
 ACCESS_LOGGER_NAME = "sse_hub.access"
 REDACTED = "REDACTED"
-EVENT_STREAM = "text/event-stream"
 MAX_PATH_CHARS = 2048
 MAX_REASON_CHARS = 200
 
@@ -95,7 +95,7 @@ class AccessLogger(AbstractAccessLogger):
     __slots__ = ()  # one per connection: no instance dict
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        if response.status == 200 and response.content_type == EVENT_STREAM:
+        if isinstance(response, EventStreamResponse):
             return  # logged by the stream itself when it closed
         self.logger.info(
             format_line(

@@ -20,25 +20,11 @@ from sse_hub.subscriber import State, Subscriber
 
 
 class Encoded(NamedTuple):
-    """One event ready for the wire, encoded once for every subscriber.
-
-    ``frame`` is the SSE frame; ``chunk`` the same bytes as one HTTP/1.1 chunk,
-    written as they are into every streaming response's transport.
-    """
+    """One event ready for the wire: its SSE frame, encoded once for every subscriber."""
 
     id: int
     topic: str
     frame: bytes
-    chunk: bytes
-
-    @classmethod
-    def of(cls, event_id: int, topic: str, frame: bytes) -> Encoded:
-        return cls(event_id, topic, frame, as_chunk(frame))
-
-
-def as_chunk(data: bytes) -> bytes:
-    """``data`` as one HTTP/1.1 chunk (RFC 9112 section 7.1)."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
 
 
 class Broker(Protocol):
@@ -56,7 +42,7 @@ class Broker(Protocol):
 
     def close(self, reason: str) -> None: ...
 
-    def beat(self, now_s: float, silence_s: float, chunk: bytes) -> int: ...
+    def beat(self, now_s: float, silence_s: float, heartbeat: bytes) -> int: ...
 
     def __len__(self) -> int: ...
 
@@ -142,15 +128,15 @@ class InMemoryBroker:
         self._index.remove(subscriber)
         self._all.discard(subscriber)
 
-    def beat(self, now_s: float, silence_s: float, chunk: bytes) -> int:
-        """Write ``chunk`` (a heartbeat) to every live stream silent for ``silence_s``.
+    def beat(self, now_s: float, silence_s: float, heartbeat: bytes) -> int:
+        """Write ``heartbeat`` to every live stream silent for ``silence_s``.
 
         One sweep for all streams instead of a timer per stream; returns how many
         got one.
         """
         beaten = 0
         for subscriber in self._all:
-            if subscriber.beat(now_s, silence_s, chunk):
+            if subscriber.beat(now_s, silence_s, heartbeat):
                 beaten += 1
         return beaten
 
@@ -186,9 +172,9 @@ class InMemoryBroker:
         subscriber.go_live(covered_through)
         return True
 
-    def bytes_written(self) -> int:
-        """What the open streams' transports were given so far (read when scraped)."""
-        return sum(subscriber.bytes_written for subscriber in self._all)
+    def bytes_sent(self) -> int:
+        """What the open streams' sinks have sent so far (read when scraped)."""
+        return sum(subscriber.bytes_sent for subscriber in self._all)
 
     def close(self, reason: str) -> None:
         for subscriber in list(self._all):

@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sse_hub import frames, store
+from sse_hub import store
 from sse_hub.auth import Verifier
 from sse_hub.config import (
     SERVE_OPTIONS,
@@ -27,12 +27,11 @@ from sse_hub.errors import ConfigError, HubError
 from sse_hub.events import new_event, parse_patterns, validate_topic
 from sse_hub.migrate import MigrationError, migrate_dsn
 from sse_hub.replay import parse_resume
-from sse_hub.terminal import render_json, render_text
+from sse_hub.terminal import TerminalSink
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-TAIL_HEARTBEAT_S = 30.0
 
 log = logging.getLogger("sse_hub")
 
@@ -238,6 +237,10 @@ def _publish(args: argparse.Namespace) -> int:
     return _with_database(args, work)
 
 
+def _print_line(line: str) -> None:
+    print(line, flush=True)
+
+
 def _tail(args: argparse.Namespace) -> int:
     settings = Settings()
     patterns = parse_patterns(args.topics, max_count=settings.max_topics_per_stream)
@@ -251,14 +254,16 @@ def _tail(args: argparse.Namespace) -> int:
         hub = await Hub.start(Settings(dsn=dsn), dsn, retention=False)
         feed = hub.feed(patterns, resume)
         await feed.open()
-        parser = frames.FrameParser()
         colour = sys.stdout.isatty() and not args.json
+        sink = TerminalSink(json_lines=args.json, colour=colour, out=_print_line)
+        feed.ready(sink)
         try:
             while True:
-                chunk = await feed.next_chunk(TAIL_HEARTBEAT_S)
-                for frame in parser.feed(chunk or b""):
-                    line = render_json(frame) if args.json else render_text(frame, colour=colour)
-                    print(line, flush=True)
+                idle = feed.idle()
+                if idle is not None:
+                    await idle
+                    continue
+                sink.write(await feed.next_page())
         except FeedClosed:
             return EXIT_OK
         finally:

@@ -6,6 +6,10 @@ covered everything the broker has dispatched; a subscriber whose buffer
 overflows falls behind again and catches up the same way. Each page is one
 query in one snapshot, so memory stays bounded however long the replay, and the
 reset check sees exactly the rows it reads.
+
+A page that cannot be read (the database is unreachable) ends the feed with
+``FeedClosed("database")``: the client resumes from its last id, which a
+stream without its history could not serve anyway.
 """
 
 from __future__ import annotations
@@ -20,10 +24,20 @@ from sse_hub.broker import Broker
 from sse_hub.events import TopicPattern
 from sse_hub.heads import HeadReader
 from sse_hub.replay import Resume, check_position
-from sse_hub.subscriber import State, Subscriber, WriteTarget
+from sse_hub.subscriber import Sink, State, Subscriber
 
 DEFAULT_PAGE_EVENTS = 2000
 HEAD_TIMEOUT_S = 5.0
+PAGE_TIMEOUT_S = 30.0
+DATABASE_GONE = "database"
+# OSError covers timeouts too; InternalClientError is what asyncpg raises on a
+# connection that died between two protocol steps.
+_DATABASE_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 class FeedClosed(Exception):
@@ -54,7 +68,6 @@ class Feed:
         resume: Resume | None,
         *,
         buffer_limit_bytes: int,
-        transport: WriteTarget | None = None,
     ) -> None:
         self._heads = heads
         self._broker = broker
@@ -67,7 +80,6 @@ class Feed:
             position=resume.after if resume is not None else broker.last_id,
             live=False,
             buffer_limit_bytes=buffer_limit_bytes,
-            transport=transport,
         )
         self.subscriber.last_write_s = time.monotonic()
         self.replayed = 0
@@ -86,7 +98,7 @@ class Feed:
             try:
                 async with asyncio.timeout(HEAD_TIMEOUT_S):
                     subscriber.position = await self._heads.read()
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except _DATABASE_ERRORS:
                 subscriber.position = self._broker.last_id  # database away: live from here
             if subscriber.position == self._broker.last_id:
                 subscriber.go_live(self._broker.last_id)
@@ -103,31 +115,27 @@ class Feed:
         catch_ups, self._overflows_counted = overflows - self._overflows_counted, overflows
         return replayed, catch_ups
 
-    def ready(self) -> None:
-        """The response has started: live frames may now go straight to the transport."""
-        self.subscriber.ready(time.monotonic())
+    def ready(self, sink: Sink) -> None:
+        """The client can take bytes: live frames and heartbeats now go straight to ``sink``."""
+        self.subscriber.attach(sink, time.monotonic())
 
     def idle(self) -> asyncio.Future[None] | None:
         """While the broker writes this stream's frames and heartbeats, what to wait on.
 
-        ``None`` when the caller should ask ``next_chunk`` instead: something to
+        ``None`` when the caller should ask ``next_page`` instead: something to
         read from the store, a switch to live delivery pending, or a closed feed.
         """
         subscriber = self.subscriber
-        if (
-            self._go_live_after_write is not None
-            or subscriber.state is not State.LIVE
-            or not subscriber.writes_itself
-        ):
+        if self._go_live_after_write is not None or subscriber.state is not State.LIVE:
             return None
         return subscriber.changed()
 
-    async def next_chunk(self, heartbeat_s: float) -> bytes | None:
-        """The next bytes the caller must write, or ``None`` when a heartbeat is due.
+    async def next_page(self) -> bytes:
+        """The next history the caller must write (empty once the feed is live again).
 
         Call it again only after writing what it returned: a catching-up
         subscriber switches to live frames once its last page is written, so a
-        live frame can never overtake replayed ones.
+        live frame can never overtake replayed ones. Raises ``FeedClosed``.
         """
         subscriber = self.subscriber
         if self._go_live_after_write is not None:
@@ -136,42 +144,35 @@ class Feed:
         while True:
             if subscriber.state is State.CLOSED:
                 raise FeedClosed(subscriber.close_reason)
-            chunk = subscriber.take()
-            if not chunk and subscriber.state is State.BEHIND:
-                chunk = await self._read_page()
-                if not chunk and self._go_live_after_write is not None:
-                    self._broker.try_go_live(subscriber, self._go_live_after_write)
-                    self._go_live_after_write = None
-                    continue
-            now_s = time.monotonic()
-            if chunk:
-                subscriber.last_write_s = now_s
-                return chunk
-            if subscriber.state is not State.LIVE:
-                continue
-            if subscriber.writes_itself:
-                await subscriber.wait(None)  # the broker writes frames and heartbeats
-                continue
-            silence_left_s = subscriber.last_write_s + heartbeat_s - now_s
-            if silence_left_s <= 0:
-                subscriber.last_write_s = now_s
-                return None
-            await subscriber.wait(silence_left_s)
+            if subscriber.state is State.LIVE:
+                return b""
+            page = await self._read_page()
+            if page:
+                subscriber.last_write_s = time.monotonic()
+                return page
+            if self._go_live_after_write is not None:
+                self._broker.try_go_live(subscriber, self._go_live_after_write)
+                self._go_live_after_write = None
 
     async def _read_page(self) -> bytes:
         subscriber = self.subscriber
         after = subscriber.position
         upto = self._broker.last_id
-        page = await store.fetch_page(
-            self._heads.db,  # the hub's pool, reached through its head reader: one slot less
-            subscriber.patterns,
-            after=after,
-            upto=upto,
-            limit=DEFAULT_PAGE_EVENTS,
-            # A page is held in memory and then in the transport: the same
-            # bound as live frames, so a catching-up client costs no more.
-            max_bytes=subscriber.buffer_limit_bytes,
-        )
+        try:
+            async with asyncio.timeout(PAGE_TIMEOUT_S):
+                page = await store.fetch_page(
+                    self._heads.db,  # the hub's pool, reached through its head reader
+                    subscriber.patterns,
+                    after=after,
+                    upto=upto,
+                    limit=DEFAULT_PAGE_EVENTS,
+                    # A page is held in memory and then in the socket: the same
+                    # bound as live frames, so a catching-up client costs no more.
+                    max_bytes=subscriber.buffer_limit_bytes,
+                )
+        except _DATABASE_ERRORS:
+            subscriber.close(DATABASE_GONE)
+            raise FeedClosed(DATABASE_GONE) from None
         if subscriber.state is not State.BEHIND:
             return b""  # closed, or overtaken, while we were reading
         parts: list[bytes] = []
@@ -190,6 +191,6 @@ class Feed:
             self.replayed += len(page.events)
         if not page.full:
             # Everything up to ``upto`` is covered; ids beyond it come live
-            # once this page is written (see ``next_chunk``).
+            # once this page is written (see ``next_page``).
             self._go_live_after_write = max(subscriber.position, upto)
         return b"".join(parts)

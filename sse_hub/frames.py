@@ -5,6 +5,15 @@ object is handed to every subscriber. Topics and event types were validated at
 the edge, so only ``data`` needs line splitting here: the spec ends a line at
 CRLF, CR or LF, so all three split data into separate ``data:`` lines and no
 payload can start a field of its own.
+
+Only events end with a blank line. The opening ``retry:`` field and heartbeat
+comments are single lines: the spec dispatches nothing for a block without
+``data``, but ``@microsoft/fetch-event-source`` and Python's ``httpx-sse``
+dispatch an empty message for every blank line, so ``retry: 3000\n\n`` or
+``: heartbeat\n\n`` would reach their handlers as phantom events. A line on its
+own is still read at once (``retry:`` sets the reconnection delay when its line
+is parsed) and still keeps proxies from timing the stream out; it simply
+becomes part of the next event's block, where every parser ignores it.
 """
 
 from __future__ import annotations
@@ -19,14 +28,16 @@ RESET_EVENT = "sse-hub.reset"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
-def retry_frame(retry_ms: int) -> bytes:
-    return b"retry: %d\n\n" % retry_ms
+def retry_line(retry_ms: int) -> bytes:
+    """The reconnection delay, as a line of its own (no event: see the module docstring)."""
+    return b"retry: %d\n" % retry_ms
 
 
-def comment_frame(text: str = "") -> bytes:
+def comment_line(text: str = "") -> bytes:
+    """A comment line (heartbeats), which no client turns into an event."""
     if _LINE_BREAK.search(text):
         raise ValueError("a comment must be a single line")
-    return b": " + text.encode("utf-8") + b"\n\n" if text else b":\n\n"
+    return b": " + text.encode("utf-8") + b"\n" if text else b":\n"
 
 
 def event_frame(event_id: int | None, event: str | None, data: str) -> bytes:
@@ -71,6 +82,8 @@ class FrameParser:
 
     Follows the WHATWG parsing rules: lines end at CRLF, CR or LF, a field's value
     loses one leading space, ``data`` lines join with LF, a blank line ends a frame.
+    ``retry`` is the last reconnection delay read, set when its line is parsed
+    (as a browser sets it), whether or not a blank line followed.
     """
 
     def __init__(self) -> None:
@@ -79,6 +92,7 @@ class FrameParser:
         self._current = ParsedFrame()
         self._data: list[str] = []
         self._started = False
+        self.retry: int | None = None
 
     def feed(self, chunk: bytes) -> list[ParsedFrame]:
         self._buffer += self._decoder.decode(chunk)
@@ -115,5 +129,5 @@ class FrameParser:
         elif name == "event":
             self._current.event = value
         elif name == "retry" and value.isdigit():
-            self._current.retry = int(value)
+            self._current.retry = self.retry = int(value)
         return None

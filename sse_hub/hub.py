@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from sse_hub import frames, store
-from sse_hub.broker import InMemoryBroker, as_chunk
+from sse_hub.broker import InMemoryBroker
 from sse_hub.committer import GroupCommitter
 from sse_hub.config import Settings
 from sse_hub.events import NewEvent, TopicPattern, new_event
@@ -26,7 +26,6 @@ from sse_hub.heads import HeadReader
 from sse_hub.listener import Relay
 from sse_hub.replay import Resume
 from sse_hub.retention import Retention
-from sse_hub.subscriber import WriteTarget
 from sse_hub.tasks import stop_task
 
 log = logging.getLogger(__name__)
@@ -35,8 +34,7 @@ POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 HEALTH_TIMEOUT_S = 2.0
 MAX_HEARTBEAT_TICK_S = 1.0
-HEARTBEAT_FRAME = frames.comment_frame("heartbeat")
-HEARTBEAT_CHUNK = as_chunk(HEARTBEAT_FRAME)
+HEARTBEAT = frames.comment_line("heartbeat")
 
 
 async def _end_transaction(conn: Any) -> None:
@@ -109,7 +107,7 @@ class Hub:
         while True:
             await asyncio.sleep(tick_s)
             try:
-                self.broker.beat(time.monotonic(), silence_s, HEARTBEAT_CHUNK)
+                self.broker.beat(time.monotonic(), silence_s, HEARTBEAT)
             except Exception:  # one broken stream must not end heartbeats for all
                 log.exception("heartbeat sweep failed")
 
@@ -145,20 +143,14 @@ class Hub:
         self.relay.ring(ids[-1])
         return ids
 
-    def feed(
-        self,
-        patterns: tuple[TopicPattern, ...],
-        resume: Resume | None,
-        transport: WriteTarget | None = None,
-    ) -> Feed:
-        """A subscription; with a ``transport``, live frames are written straight into it."""
+    def feed(self, patterns: tuple[TopicPattern, ...], resume: Resume | None) -> Feed:
+        """A subscription; its frames go to the sink given to ``Feed.ready``."""
         return Feed(
             self.heads,
             self.broker,
             patterns,
             resume,
             buffer_limit_bytes=self.settings.subscriber_buffer_bytes,
-            transport=transport,
         )
 
     async def database_ok(self) -> bool:

@@ -161,7 +161,7 @@ class Relay:
             if not rows:
                 return
             encoded = [
-                Encoded.of(row.id, row.topic, frames.event_frame(row.id, row.event, row.data))
+                Encoded(row.id, row.topic, frames.event_frame(row.id, row.event, row.data))
                 for row in rows
             ]
             self.frames_queued += self._broker.dispatch(encoded)

@@ -81,7 +81,7 @@ def _hub_metrics(hub: Hub) -> Iterator[Metric]:
     yield _counter(
         "bytes_sent",
         "Bytes written to streams (HTTP chunk framing included, headers not)",
-        counters.bytes_sent + hub.broker.bytes_written(),
+        counters.bytes_sent + hub.broker.bytes_sent(),
     )
     yield _counter(
         "slow_subscriber_catch_ups",

@@ -1,9 +1,16 @@
 """``GET /events``: one ``text/event-stream`` response per client.
 
-One loop owns each stream: it waits for the next chunk from the client's feed
-(replayed history, live frames, or silence long enough for a heartbeat), writes
-it, and ends on shutdown, on a failed or stalled write, or when the client
-goes away (the handler is then cancelled, and the cancellation propagates).
+A request is checked (token, rate, topics, resume point, capacity) before any
+await, so a problem is answered with a status and a burst can never take more
+than ``--max-streams`` slots: the slot is taken in the same step as the check.
+``HEAD`` gets what ``GET`` would answer, without a body.
+
+One loop owns each stream. Live frames and heartbeats are written by the
+broker straight into the stream's sink; the loop writes what only it can
+(``retry:``, replayed history, catch-up pages) and otherwise waits for the
+subscriber's state to change. It ends on shutdown, on a failed or stalled
+write, when history cannot be read, or when the client goes away (the handler
+is then cancelled, and the cancellation propagates).
 
 A stream ended by the hub's shutdown says ``retry:`` once more with a random
 delay in ``[--retry-ms, --retry-ms + SHUTDOWN_RETRY_SPREAD_MS]`` before its
@@ -12,7 +19,6 @@ clean end, so thousands of clients do not all reconnect in the same second.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import random
@@ -24,12 +30,13 @@ from sse_hub import frames
 from sse_hub.accesslog import access_log, log_stream
 from sse_hub.auth import authenticate, authorize_subscribe
 from sse_hub.errors import ServiceUnavailable
-from sse_hub.events import parse_patterns
-from sse_hub.feed import Feed, FeedClosed
-from sse_hub.hub import HEARTBEAT_FRAME, Counters, Hub
+from sse_hub.events import TopicPattern, parse_patterns
+from sse_hub.feed import DATABASE_GONE, Feed, FeedClosed
+from sse_hub.hub import Counters, Hub
 from sse_hub.keys import HUB
 from sse_hub.problems import answers_own_problems, problem_for
-from sse_hub.replay import LAST_EVENT_ID_QUERY_KEYS, parse_resume
+from sse_hub.replay import LAST_EVENT_ID_QUERY_KEYS, Resume, parse_resume
+from sse_hub.sink import EventStreamResponse, ResponseSink
 from sse_hub.throttle import THROTTLE
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,7 @@ SSE_HEADERS = {
 }
 SHUTDOWN_REASON = "shutdown"
 SHUTDOWN_RETRY_SPREAD_MS = 5000
+GOODBYE_TIMEOUT_S = 1.0
 STREAMS_FULL_RETRY_AFTER_S = 5
 
 
@@ -48,68 +56,29 @@ def _resume_values(request: web.Request) -> list[str]:
     return [value for key in LAST_EVENT_ID_QUERY_KEYS for value in request.query.getall(key, [])]
 
 
-def shutdown_retry_frame(retry_ms: int) -> bytes:
-    return frames.retry_frame(retry_ms + random.randint(0, SHUTDOWN_RETRY_SPREAD_MS))
+def shutdown_retry_line(retry_ms: int) -> bytes:
+    return frames.retry_line(retry_ms + random.randint(0, SHUTDOWN_RETRY_SPREAD_MS))
 
 
 @answers_own_problems
 async def stream_events(request: web.Request) -> web.StreamResponse:
     hub: Hub = request.app[HUB]
-    settings = hub.settings
     try:
-        feed = await _open_feed(request, hub)
+        patterns, resume = _check(request, hub)
     except Exception as exc:
         return problem_for(request, exc)
-    hub.counters.streams_open += 1
-    hub.counters.streams_total += 1
-    # Only an access line needs the stream's duration (aiohttp skips it likewise).
-    started = time.monotonic() if access_log.isEnabledFor(logging.INFO) else 0.0
-    closed = "client"
-    response = web.StreamResponse(status=200, headers=SSE_HEADERS)
+    if request.method == "HEAD":
+        return web.StreamResponse(status=200, headers=SSE_HEADERS)
+    counters = hub.counters
+    counters.streams_open += 1  # taken with the check above, before any await
     try:
-        await response.prepare(request)
-        _shed_sent_state(request, response)
-        retry = frames.retry_frame(settings.retry_ms)
-        await _write(response, retry, settings.write_timeout_s, hub.counters)
-        feed.ready()  # live frames now go straight into the transport, chunk-encoded once
-        while True:
-            idle = feed.idle()
-            if idle is not None:
-                await idle  # held for hours by idle streams: a future, not a coroutine chain
-                continue
-            chunk = await feed.next_chunk(settings.heartbeat_s)
-            _count_feed(hub.counters, feed)
-            data = HEARTBEAT_FRAME if chunk is None else chunk
-            await _write(response, data, settings.write_timeout_s, hub.counters)
-    except FeedClosed as closed_by:
-        closed = closed_by.reason
-        if closed_by.reason == SHUTDOWN_REASON:
-            await _say_goodbye(response, settings.retry_ms, hub.counters)
-    except TimeoutError:
-        closed = "slow"
-        hub.counters.slow_disconnects += 1
-        log.info("disconnected a client that stopped reading (%s)", request.remote)
-        if request.transport is not None:
-            request.transport.abort()  # its unread bytes would never drain
-    except ConnectionError:
-        pass  # the client went away mid-write
+        return await _stream(request, hub, patterns, resume)
     finally:
-        feed.close()
-        _count_feed(hub.counters, feed)
-        hub.counters.streams_open -= 1
-        live_bytes = feed.subscriber.bytes_written  # written by the broker, not by this loop
-        hub.counters.bytes_sent += live_bytes
-        log_stream(
-            request,
-            size=request.writer.output_size + live_bytes,  # headers included, as for others
-            duration_s=time.monotonic() - started,
-            closed=closed,
-        )
-    return response
+        counters.streams_open -= 1
 
 
-async def _open_feed(request: web.Request, hub: Hub) -> Feed:
-    """Check the request and subscribe: everything that can still be answered with a problem."""
+def _check(request: web.Request, hub: Hub) -> tuple[tuple[TopicPattern, ...], Resume | None]:
+    """Everything that can refuse a stream, without awaiting: its topics and resume point."""
     settings = hub.settings
     grant = authenticate(request)
     request.app[THROTTLE].check_connect(request, grant)
@@ -123,47 +92,78 @@ async def _open_feed(request: web.Request, hub: Hub) -> Feed:
         raise ServiceUnavailable(
             "this hub has as many streams as it allows", retry_after_s=STREAMS_FULL_RETRY_AFTER_S
         )
-    transport = request.transport
-    if transport is None:  # the client is already gone
-        raise ConnectionResetError("client disconnected")
-    feed = hub.feed(patterns, resume, transport)
-    await feed.open()  # before the first byte: nothing published after it can be missed
-    return feed
+    return patterns, resume
 
 
-def _shed_sent_state(request: web.Request, response: web.StreamResponse) -> None:
-    """Free what aiohttp keeps per connection but a running stream no longer needs.
+async def _stream(
+    request: web.Request, hub: Hub, patterns: tuple[TopicPattern, ...], resume: Resume | None
+) -> web.StreamResponse:
+    settings = hub.settings
+    counters = hub.counters
+    feed = hub.feed(patterns, resume)
+    try:
+        if request.transport is None:  # the client is already gone
+            raise ConnectionResetError("client disconnected")
+        await feed.open()  # before the first byte: nothing published after it can be missed
+    except Exception as exc:
+        feed.close()
+        return problem_for(request, exc)
+    counters.streams_total += 1
+    # Only an access line needs the stream's duration (aiohttp skips it likewise).
+    started = time.monotonic() if access_log.isEnabledFor(logging.INFO) else 0.0
+    closed = "client"
+    response = EventStreamResponse(status=200, headers=SSE_HEADERS)
+    sink: ResponseSink | None = None
+    try:
+        sink = await ResponseSink.start(request, response)
+        await sink.send(frames.retry_line(settings.retry_ms), settings.write_timeout_s)
+        feed.ready(sink)  # live frames and heartbeats now go straight into the sink
+        while True:
+            idle = feed.idle()
+            if idle is not None:
+                await idle  # held for hours by idle streams: a future, not a coroutine chain
+                continue
+            page = await feed.next_page()
+            _count_feed(counters, feed)
+            if page:
+                await sink.send(page, settings.write_timeout_s)
+    except FeedClosed as closed_by:
+        closed = closed_by.reason
+        if closed == SHUTDOWN_REASON and sink is not None:
+            await _say_goodbye(sink, settings.retry_ms)
+        elif closed == DATABASE_GONE:
+            log.warning(
+                "ended a stream whose history could not be read, the database is unreachable"
+                " (%s); the client resumes from its last id",
+                request.remote,
+            )
+    except TimeoutError:
+        closed = "slow"
+        counters.slow_disconnects += 1
+        log.info("disconnected a client that stopped reading (%s)", request.remote)
+        if sink is not None:
+            sink.abort()
+    except ConnectionError:
+        pass  # the client went away mid-write
+    finally:
+        feed.close()
+        _count_feed(counters, feed)
+        if sink is not None:
+            counters.bytes_sent += sink.bytes_sent
+        log_stream(
+            request,
+            size=0 if sink is None else sink.head_bytes + sink.bytes_sent,  # head included
+            duration_s=time.monotonic() - started,
+            closed=closed,
+        )
+    return response
 
-    Together about 1.5 KiB of each open stream's memory (see README, Benchmarks).
-    """
-    # The headers are serialised and on their way: the dict (and what serialising
-    # cached in it) would otherwise live as long as the stream.
-    response.headers.clear()
-    # The idle-connection timer armed when the connection was made has nothing
-    # to time while a stream runs. Whether the connection is kept after the
-    # stream is decided by the response, as before.
-    request.protocol.keep_alive(False)
 
-
-def chunked_size(payload_bytes: int) -> int:
-    """Bytes on the wire for one HTTP/1.1 chunk: ``<hex size>\r\n<payload>\r\n``."""
-    return payload_bytes + len(b"%x" % payload_bytes) + 4
-
-
-async def _say_goodbye(response: web.StreamResponse, retry_ms: int, counters: Counters) -> None:
-    """The last frame before a shutdown: a jittered reconnection delay."""
+async def _say_goodbye(sink: ResponseSink, retry_ms: int) -> None:
+    """The last line before a shutdown: a jittered reconnection delay."""
     # A client that is not reading keeps its own retry delay: nothing to wait for.
     with contextlib.suppress(TimeoutError, ConnectionError):
-        await _write(response, shutdown_retry_frame(retry_ms), 1.0, counters)
-
-
-async def _write(
-    response: web.StreamResponse, data: bytes, timeout_s: float, counters: Counters
-) -> None:
-    """Write one chunk of the stream within ``timeout_s``, and count its bytes."""
-    async with asyncio.timeout(timeout_s):
-        await response.write(data)
-    counters.bytes_sent += chunked_size(len(data))
+        await sink.send(shutdown_retry_line(retry_ms), GOODBYE_TIMEOUT_S)
 
 
 def _count_feed(counters: Counters, feed: Feed) -> None:

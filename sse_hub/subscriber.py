@@ -1,17 +1,16 @@
-"""One connected client's place in the event order, and where its frames go.
+"""One connected client's place in the event order, and the sink its bytes go to.
 
 The broker calls ``offer`` for every matching event and ``flush`` once per
-dispatched batch, and never waits. A subscriber bound to a transport (an HTTP
-stream) has its frames written straight into that transport at flush, as the
-pre-encoded chunked bytes every subscriber shares: no task wakes up and no
-per-subscriber encoding happens on the live path. A subscriber without a
-transport (``sse-hub tail``, unit tests) keeps the frames until ``take``.
+dispatched batch, and never waits. At flush a subscriber hands the batch's
+frames (the bytes every subscriber shares: nothing is encoded per subscriber)
+to its sink in one write; the sink decides how they travel (an HTTP stream's
+chunks, a terminal's lines). No task wakes up on the live path.
 
-Either way the bytes waiting for one client are bounded: once its transport's
-unsent bytes (or its kept frames) would pass the limit, the subscriber falls
-``BEHIND``, stops taking live frames, and its feed reads what it missed from the
-database. The hub's pace never depends on how fast a client reads, and no event
-is dropped silently.
+The bytes waiting for one client are bounded: once its sink's undelivered
+bytes plus the batch would pass the limit, the subscriber falls ``BEHIND``,
+stops taking live frames, and its feed reads what it missed from the database.
+The hub's pace never depends on how fast a client reads, and no event is
+dropped silently.
 
 ``position`` is the id up to which this subscriber has everything it should
 have; events at or below it are ignored, which also deduplicates overlapping
@@ -36,12 +35,16 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-class WriteTarget(Protocol):
-    """What a subscriber needs of a transport (``asyncio.Transport`` has it all)."""
+class Sink(Protocol):
+    """Where a subscriber's frames go. It frames and counts the bytes; it never blocks."""
 
-    def write(self, data: bytes) -> None: ...
+    bytes_sent: int  # on the wire, whatever framing the sink adds
 
-    def get_write_buffer_size(self) -> int: ...
+    def write(self, frames: bytes) -> None: ...
+
+    def pending_bytes(self) -> int:
+        """Written but not yet taken by the client."""
+        ...
 
     def is_closing(self) -> bool: ...
 
@@ -51,10 +54,8 @@ class Subscriber:
         "_buffered_bytes",
         "_frames",
         "_limit_bytes",
-        "_ready",
-        "_transport",
+        "_sink",
         "_waiter",
-        "bytes_written",
         "close_reason",
         "last_write_s",
         "overflows",
@@ -70,18 +71,17 @@ class Subscriber:
         position: int,
         live: bool,
         buffer_limit_bytes: int,
-        transport: WriteTarget | None = None,
     ) -> None:
         self.patterns = patterns
         self.position = position
         self.state = State.LIVE if live else State.BEHIND
         self.overflows = 0
-        self.bytes_written = 0  # into the transport, chunk framing included (for /metrics)
         self.close_reason = ""
         self.last_write_s = 0.0
         self._limit_bytes = buffer_limit_bytes
-        self._transport = transport
-        self._ready = transport is None  # a transport takes frames once the headers are out
+        # Set by ``attach`` once the client can take bytes (an HTTP stream's head is out);
+        # until then frames wait in ``_frames``, within the same limit.
+        self._sink: Sink | None = None
         # Made at the first frame: an idle stream never needs one.
         self._frames: list[bytes] | None = None
         self._buffered_bytes = 0
@@ -91,13 +91,13 @@ class Subscriber:
         """Queue one event for the next ``flush``; returns whether it was queued."""
         if self.state is not State.LIVE or event.id <= self.position:
             return False
-        transport = self._transport
-        data = event.frame if transport is None else event.chunk
         frames = self._frames
         if frames is None:
             frames = self._frames = []
-        if not frames and transport is not None:
-            self._buffered_bytes = transport.get_write_buffer_size()
+        if not frames:
+            sink = self._sink
+            self._buffered_bytes = 0 if sink is None else sink.pending_bytes()
+        data = event.frame
         size = len(data)
         if self._buffered_bytes + size > self._limit_bytes:
             self.state = State.BEHIND
@@ -110,61 +110,45 @@ class Subscriber:
         return True
 
     def flush(self, now_s: float) -> None:
-        """Write what was queued in this batch to the transport, or wake the reader."""
-        transport = self._transport
-        if transport is None:
-            self._wake()
-            return
+        """Hand what was queued in this batch to the sink, in one write."""
         frames = self._frames
-        if not self._ready or not frames:
+        sink = self._sink
+        if sink is None or not frames:
             return
-        if transport.is_closing():
+        if sink.is_closing():
             frames.clear()
             self.close("gone")
             return
-        data = frames[0] if len(frames) == 1 else b"".join(frames)
-        transport.write(data)
-        self.bytes_written += len(data)
+        sink.write(frames[0] if len(frames) == 1 else b"".join(frames))
         frames.clear()
         self.last_write_s = now_s
 
-    def beat(self, now_s: float, silence_s: float, chunk: bytes) -> bool:
-        """Write a heartbeat ``chunk`` if this live stream has been silent for ``silence_s``."""
-        transport = self._transport
+    def beat(self, now_s: float, silence_s: float, heartbeat: bytes) -> bool:
+        """Write ``heartbeat`` if this live stream has been silent for ``silence_s``."""
+        sink = self._sink
         if (
-            transport is None
-            or not self._ready
+            sink is None
             or self.state is not State.LIVE
             or now_s - self.last_write_s < silence_s
-            or transport.get_write_buffer_size() > 0  # not silent: the client is just slow
+            or sink.pending_bytes() > 0  # not silent: the client is just slow
         ):
             return False
-        if transport.is_closing():
+        if sink.is_closing():
             self.close("gone")
             return False
-        transport.write(chunk)
-        self.bytes_written += len(chunk)
+        sink.write(heartbeat)
         self.last_write_s = now_s
         return True
 
-    @property
-    def writes_itself(self) -> bool:
-        """Live frames and heartbeats go straight to a transport (no reader to wake)."""
-        return self._transport is not None
-
-    def ready(self, now_s: float) -> None:
-        """The response headers are written: frames may go to the transport from now on."""
-        self._ready = True
+    def attach(self, sink: Sink, now_s: float) -> None:
+        """The client can take bytes: frames go to ``sink`` from now on."""
+        self._sink = sink
         self.last_write_s = now_s
         self.flush(now_s)
 
-    def take(self) -> bytes:
-        """Everything kept for a subscriber without transport (empty when nothing is)."""
-        frames = self._frames
-        if self._transport is not None or not frames:
-            return b""
-        self._frames, self._buffered_bytes = None, 0
-        return frames[0] if len(frames) == 1 else b"".join(frames)
+    @property
+    def bytes_sent(self) -> int:
+        return 0 if self._sink is None else self._sink.bytes_sent
 
     @property
     def buffer_limit_bytes(self) -> int:
@@ -172,9 +156,8 @@ class Subscriber:
 
     @property
     def buffered_bytes(self) -> int:
-        if self._transport is not None:
-            return self._transport.get_write_buffer_size() + sum(map(len, self._frames or ()))
-        return self._buffered_bytes
+        pending = 0 if self._sink is None else self._sink.pending_bytes()
+        return pending + sum(map(len, self._frames or ()))
 
     def go_live(self, covered_through: int) -> None:
         """Everything up to ``covered_through`` was read from the store; take live frames now."""
@@ -193,43 +176,21 @@ class Subscriber:
         self.close_reason = reason
         self._wake()
 
-    async def wait(self, timeout_s: float | None) -> None:
-        """Wait for kept frames, a state change, or the timeout (``None``: no timeout)."""
-        if self.take_ready() or self.state is not State.LIVE:
-            return
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        handle = None if timeout_s is None else loop.call_later(timeout_s, _expire, waiter)
-        try:
-            await waiter
-        finally:
-            if handle is not None:
-                handle.cancel()
-            self._waiter = None
-
     def changed(self) -> asyncio.Future[None]:
-        """A future done at the next state change or kept frame (no timeout).
+        """A future done at the next state change (falling behind, closing).
 
-        The same as ``wait(None)`` without a coroutine of its own: a stream the
-        broker writes for waits on it for its whole life, and this keeps that
-        wait to one small object.
+        A live stream waits on it for its whole life: one small object, no
+        coroutine chain.
         """
         waiter = asyncio.get_running_loop().create_future()
-        if self.take_ready() or self.state is not State.LIVE:
+        if self.state is not State.LIVE:
             waiter.set_result(None)
         else:
             self._waiter = waiter
         return waiter
 
-    def take_ready(self) -> bool:
-        return self._transport is None and bool(self._frames)
-
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+        self._waiter = None

@@ -69,6 +69,13 @@ class SSEStream:
                 self._frames.extend(self._parser.feed(await self.read_chunk()))
         return self._frames.popleft()
 
+    async def started(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> int:
+        """Read until the stream's opening ``retry:`` line; its value."""
+        async with asyncio.timeout(timeout_s):
+            while self._parser.retry is None:
+                self._frames.extend(self._parser.feed(await self.read_chunk()))
+        return self._parser.retry
+
     async def next_event(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> ParsedFrame:
         """The next frame that carries data (skipping retry and comments)."""
         async with asyncio.timeout(timeout_s):

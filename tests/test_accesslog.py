@@ -15,6 +15,7 @@ from sse_hub.accesslog import ACCESS_LOGGER_NAME, AccessLogger, MalformedRequest
 from sse_hub.app import create_app
 from sse_hub.config import Settings
 from sse_hub.keys import HUB
+from sse_hub.sink import as_chunk
 from tests.conftest import app_of
 from tests.processes import HubProcess
 from tests.sse_client import open_stream
@@ -86,7 +87,7 @@ async def test_a_stream_logs_when_it_closes(dsn: str, caplog: pytest.LogCaptureF
     )
     try:
         stream = await open_stream(server.port, f"/events?topic=a&access_token={SECRET}")
-        await stream.next_frame()
+        await stream.started()
         await publish(server, "a", "hello")
         await stream.next_event()
         assert not [r for r in caplog.records if "/events?topic=a&" in r.getMessage()]
@@ -95,7 +96,7 @@ async def test_a_stream_logs_when_it_closes(dsn: str, caplog: pytest.LogCaptureF
         await wait_until(lambda: counters.streams_open == 0)
         (line,) = [r.getMessage() for r in caplog.records if "/events?topic=a&" in r.getMessage()]
         # the response head, then each frame as one HTTP chunk
-        chunks = len(b"d\r\nretry: 3000\n\n\r\n") + len(b"13\r\nid: 1\ndata: hello\n\n\r\n")
+        chunks = len(b"c\r\nretry: 3000\n\r\n") + len(b"13\r\nid: 1\ndata: hello\n\n\r\n")
         assert line.startswith(
             'method=GET path="/events?topic=a&access_token=REDACTED" status=200 bytes='
         )
@@ -150,7 +151,7 @@ async def test_no_access_log_silences_requests_and_streams(
         ):
             assert response.status == 404
         stream = await open_stream(hub.port, "/events?topic=quiet")
-        await stream.next_frame()
+        await stream.started()
         stream.close()
         hub.signal(signal.SIGTERM)  # every line is written by the time it exits
         assert await hub.wait_exit() == 0
@@ -158,5 +159,34 @@ async def test_no_access_log_silences_requests_and_streams(
         assert ('method=GET path="/nowhere"' in output) is logged
         assert ('path="/events?topic=quiet"' in output) is logged
         assert "sse-hub serving on" in output  # the hub's own lines stay
+    finally:
+        hub.stop()
+
+
+async def test_a_stream_ended_by_sigterm_is_logged_once(dsn: str) -> None:
+    hub = HubProcess(["--dsn", dsn])
+    try:
+        await hub.wait_healthy()
+        stream = await open_stream(hub.port, "/events?topic=bye")
+        await stream.started()
+        hub.signal(signal.SIGTERM)
+        try:
+            await stream.read_until_end(timeout_s=30)
+        finally:
+            stream.close()
+        assert stream.ended_cleanly
+        assert await hub.wait_exit() == 0
+        lines = [line for line in hub.output().splitlines() if 'path="/events?topic=bye"' in line]
+        assert len(lines) == 1, lines
+        assert "closed=shutdown" in lines[0]
+        logged_bytes = int(lines[0].split(" bytes=")[1].split(" ")[0])
+        head = (
+            len("HTTP/1.1 200 OK\r\n")
+            + sum(len(f"{name}: {value}\r\n") for name, value in stream.headers.items())
+            + len("\r\n")
+        )
+        # the opening and the goodbye retry lines, one chunk each
+        chunks = sum(len(as_chunk(line)) for line in bytes(stream.body).splitlines(keepends=True))
+        assert logged_bytes == head + chunks
     finally:
         hub.stop()

@@ -66,7 +66,7 @@ async def host(dsn: str) -> AsyncIterator[TestServer]:
 async def test_mounted_hub_streams_and_publishes_under_prefix(host: TestServer) -> None:
     stream = await open_stream(host.port, "/realtime/events?topic=orders/*&topic=notices")
     try:
-        await stream.next_frame()
+        await stream.started()
         async with aiohttp.ClientSession() as session:
             async with session.post(host.make_url("/orders/1")) as response:
                 assert response.status == 201

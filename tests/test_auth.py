@@ -278,7 +278,7 @@ async def test_bad_tokens_publish_nothing(
     stream = await open_stream(secured.port, "/events?topic=keep", headers=bearer(PUBLISHER))
     try:
         assert stream.status == 200
-        await stream.next_frame()
+        await stream.started()
         async with (
             aiohttp.ClientSession() as session,
             session.post(secured.make_url("/events"), **kwargs) as response,

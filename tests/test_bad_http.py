@@ -73,7 +73,7 @@ async def test_garbage_then_a_normal_request_works(
 ) -> None:
     stream = await open_stream(hub.port, "/events?topic=t")
     try:
-        await stream.next_frame()
+        await stream.started()
         answer = await _send(hub.port, payload, wait_for_answer=bool(statuses))
         if statuses:
             assert answer.startswith((b"HTTP/1.0 ", b"HTTP/1.1 ")), answer[:200]

@@ -3,19 +3,29 @@ from __future__ import annotations
 from sse_hub.broker import Encoded, InMemoryBroker, TopicIndex
 from sse_hub.events import TopicPattern
 from sse_hub.subscriber import State, Subscriber
+from tests.test_subscriber import RecordingSink
+
+SINKS: dict[Subscriber, RecordingSink] = {}
 
 
 def sub(*patterns: str, position: int = 0, live: bool = True) -> Subscriber:
-    return Subscriber(
+    subscriber = Subscriber(
         tuple(TopicPattern(p) for p in patterns),
         position=position,
         live=live,
         buffer_limit_bytes=1 << 20,
     )
+    SINKS[subscriber] = RecordingSink()
+    subscriber.attach(SINKS[subscriber], 0.0)
+    return subscriber
+
+
+def written(subscriber: Subscriber) -> bytes:
+    return SINKS[subscriber].written
 
 
 def ev(event_id: int, topic: str) -> Encoded:
-    return Encoded.of(event_id, topic, f"<{event_id}>".encode())
+    return Encoded(event_id, topic, f"<{event_id}>".encode())
 
 
 def test_routing_exact_prefix_and_all() -> None:
@@ -30,11 +40,11 @@ def test_routing_exact_prefix_and_all() -> None:
     for s in (exact, prefix, deep, everything, other):
         broker.subscribe(s)
     broker.dispatch([ev(1, "orders"), ev(2, "orders/1"), ev(3, "orders/eu/2"), ev(4, "users")])
-    assert exact.take() == b"<1>"
-    assert prefix.take() == b"<2><3>"
-    assert deep.take() == b"<3>"
-    assert everything.take() == b"<1><2><3><4>"
-    assert other.take() == b""
+    assert written(exact) == b"<1>"
+    assert written(prefix) == b"<2><3>"
+    assert written(deep) == b"<3>"
+    assert written(everything) == b"<1><2><3><4>"
+    assert written(other) == b""
     assert broker.last_id == 4
 
 
@@ -43,7 +53,7 @@ def test_overlapping_patterns_deliver_once() -> None:
     s = sub("a/*", "a/b/*", "*", "a/b/c")
     broker.subscribe(s)
     assert broker.dispatch([ev(1, "a/b/c")]) == 1
-    assert s.take() == b"<1>"
+    assert written(s) == b"<1>"
 
 
 def test_unsubscribe_stops_delivery_and_cleans_index() -> None:
@@ -54,7 +64,7 @@ def test_unsubscribe_stops_delivery_and_cleans_index() -> None:
     broker.unsubscribe(s)
     assert len(broker) == 0
     broker.dispatch([ev(1, "x"), ev(2, "y/1")])
-    assert s.take() == b""
+    assert written(s) == b""
     assert list(broker._index.all()) == []
     assert broker._index._exact == {}
     assert broker._index._prefix == {}
@@ -66,11 +76,11 @@ def test_unsubscribing_a_stranger_or_twice_changes_nothing() -> None:
     broker.subscribe(member)
     broker.unsubscribe(stranger)  # never subscribed: the buckets it names stay
     broker.dispatch([ev(1, "orders"), ev(2, "news/1")])
-    assert (len(broker), member.take(), stranger.take()) == (1, b"<1><2>", b"")
+    assert (len(broker), written(member), written(stranger)) == (1, b"<1><2>", b"")
     broker.unsubscribe(member)
     broker.unsubscribe(member)
     broker.dispatch([ev(3, "orders")])
-    assert (len(broker), member.take()) == (0, b"")
+    assert (len(broker), written(member)) == (0, b"<1><2>")  # nothing after unsubscribing
 
 
 def test_index_lookup_touches_only_relevant_buckets() -> None:
@@ -93,7 +103,7 @@ def test_go_live_only_when_covered() -> None:
     assert broker.try_go_live(s, 10)
     assert s.state is State.LIVE
     broker.dispatch([ev(11, "a")])
-    assert s.take() == b"<11>"
+    assert written(s) == b"<11>"
 
 
 def test_close_closes_every_subscriber() -> None:
@@ -106,43 +116,24 @@ def test_close_closes_every_subscriber() -> None:
 
 
 def test_beat_writes_heartbeats_to_silent_live_streams_only() -> None:
-    from tests.test_subscriber import RecordingTransport
-
     broker = InMemoryBroker()
-    quiet_transport, busy_transport, slow_transport = (
-        RecordingTransport(),
-        RecordingTransport(),
-        RecordingTransport(),
-    )
-    quiet = Subscriber(
-        (TopicPattern("q"),),
-        position=0,
-        live=True,
-        buffer_limit_bytes=1 << 20,
-        transport=quiet_transport,
-    )
-    busy = Subscriber(
-        (TopicPattern("b"),),
-        position=0,
-        live=True,
-        buffer_limit_bytes=1 << 20,
-        transport=busy_transport,
-    )
-    slow = Subscriber(
-        (TopicPattern("s"),),
-        position=0,
-        live=True,
-        buffer_limit_bytes=1 << 20,
-        transport=slow_transport,
-    )
-    for s in (quiet, busy, slow):
+    quiet, busy, slow, behind = sub("q"), sub("b"), sub("s"), sub("l", live=False)
+    for s in (quiet, busy, slow, behind):
         broker.subscribe(s)
-        s.ready(0.0)
-    slow_transport.backlog = 10  # still sending: not silent
+    SINKS[slow].backlog = 10  # still sending: not silent
     busy.last_write_s = 9.0
     assert broker.beat(10.0, 5.0, b"HB") == 1
-    assert quiet_transport.written == b"HB"
-    assert busy_transport.written == b""
-    assert slow_transport.written == b""
+    assert [written(s) for s in (quiet, busy, slow, behind)] == [b"HB", b"", b"", b""]
     assert quiet.last_write_s == 10.0
     assert broker.beat(12.0, 5.0, b"HB") == 0  # quiet was just written to
+
+
+def test_bytes_sent_sums_the_open_streams_sinks() -> None:
+    broker = InMemoryBroker()
+    a, b = sub("a"), sub("*")
+    broker.subscribe(a)
+    broker.subscribe(b)
+    broker.dispatch([ev(1, "a"), ev(2, "z")])
+    assert broker.bytes_sent() == len(b"<1>") + len(b"<1><2>")
+    broker.unsubscribe(b)
+    assert broker.bytes_sent() == len(b"<1>")

@@ -157,7 +157,7 @@ async def test_dashboard_retries_after_the_hub_refuses_the_stream(
     occupant = await open_stream(hub.port, "/events?topic=b")
     page = await browser.new_page()
     try:
-        await occupant.next_frame()
+        await occupant.started()
         await page.goto(hub.url + "/?topic=b")  # 503: EventSource itself gives up
         await page.wait_for_selector("text=the hub refused the stream", timeout=WAIT_MS)
     finally:

@@ -86,7 +86,7 @@ async def test_streams_carry_the_headers(start_hub: HubFactory) -> None:
         assert stream.status == 200
         assert stream.headers["access-control-allow-origin"] == APP
         assert stream.headers["access-control-allow-credentials"] == "true"
-        assert (await stream.next_frame()).retry == 3000
+        assert await stream.started() == 3000
     finally:
         stream.close()
 

@@ -57,7 +57,7 @@ async def test_curl_example(hub_process: HubProcess) -> None:
 async def test_producer_example(hub_process: HubProcess, dsn: str) -> None:
     stream = await open_stream(hub_process.port, "/events?topic=orders/*&topic=demo")
     try:
-        await stream.next_frame()
+        await stream.started()
         code, output = await run(
             sys.executable,
             str(EXAMPLES / "producer.py"),
@@ -117,7 +117,7 @@ async def test_gunicorn_example(dsn: str) -> None:
                 await asyncio.sleep(0.1)
         stream = await open_stream(port, "/events?topic=g")
         try:
-            await stream.next_frame()
+            await stream.started()
             async with (
                 aiohttp.ClientSession() as session,
                 session.post(

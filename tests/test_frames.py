@@ -47,12 +47,12 @@ def test_unicode_data_is_utf8() -> None:
     assert frames.event_frame(2, None, "héllo ☃") == "id: 2\ndata: héllo ☃\n\n".encode()
 
 
-def test_retry_and_comment_frames() -> None:
-    assert frames.retry_frame(3000) == b"retry: 3000\n\n"
-    assert frames.comment_frame("heartbeat") == b": heartbeat\n\n"
-    assert frames.comment_frame() == b":\n\n"
+def test_retry_and_comments_are_lines_without_a_blank_line() -> None:
+    assert frames.retry_line(3000) == b"retry: 3000\n"
+    assert frames.comment_line("heartbeat") == b": heartbeat\n"
+    assert frames.comment_line() == b":\n"
     with pytest.raises(ValueError, match="single line"):
-        frames.comment_frame("a\nb")
+        frames.comment_line("a\nb")
 
 
 def test_reset_frame_has_no_id_and_json_data() -> None:
@@ -66,9 +66,9 @@ def test_reset_frame_has_no_id_and_json_data() -> None:
 
 def test_parser_round_trips_across_arbitrary_chunking() -> None:
     stream = (
-        frames.retry_frame(1500)
+        frames.retry_line(1500)
         + frames.event_frame(1, "t", "a\r\nb")
-        + frames.comment_frame("hb")
+        + frames.comment_line("hb")
         + frames.event_frame(2, None, "ünï\rcode")
     )
     for size in (1, 2, 3, 7, len(stream)):
@@ -76,10 +76,10 @@ def test_parser_round_trips_across_arbitrary_chunking() -> None:
         got = []
         for start in range(0, len(stream), size):
             got.extend(parser.feed(stream[start : start + size]))
+        # Lines without a blank line of their own join the next event's block.
         assert [(f.id, f.event, f.data, f.retry) for f in got] == [
-            (None, None, None, 1500),
-            ("1", "t", "a\nb", None),
-            (None, None, None, None),
+            ("1", "t", "a\nb", 1500),
             ("2", None, "ünï\ncode", None),
         ]
-        assert got[2].comments == ["hb"]
+        assert got[1].comments == ["hb"]
+        assert parser.retry == 1500

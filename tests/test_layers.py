@@ -49,6 +49,7 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
             "dashboard",
             "throttle",
             "accesslog",
+            "sink",
         },
         {"aiohttp", "aiofiles", "jwt", "prometheus_client", "cryptography"},
     ),

@@ -24,7 +24,7 @@ async def test_killed_listener_reconnects_and_loses_nothing(hub: TestServer, dsn
     producer = await asyncpg.connect(dsn)
     total = 120
     try:
-        await stream.next_frame()
+        await stream.started()
         for i in range(total):
             await producer.execute("SELECT sse_hub.publish('k', $1)", str(i))
             if i % 40 == 20:
@@ -52,7 +52,7 @@ async def test_events_published_while_listener_is_down_arrive(hub: TestServer, d
     stream = await open_stream(hub.port, "/events?topic=gap")
     admin = await asyncpg.connect(dsn)
     try:
-        await stream.next_frame()
+        await stream.started()
         # Block the relay's reconnects by terminating it repeatedly while publishing.
         for i in range(10):
             pid = relay.backend_pid

@@ -46,7 +46,7 @@ async def test_metrics_count_what_happened(start_hub: HubFactory) -> None:
     hub = await start_hub()
     live = await open_stream(hub.port, "/events?topic=m")
     try:
-        await live.next_frame()
+        await live.started()
         for n in range(3):
             await publish(hub, "m", f"event {n}")
         await live.events(3)
@@ -71,7 +71,7 @@ async def test_metrics_count_what_happened(start_hub: HubFactory) -> None:
     assert value(found, "sse_hub_events_relayed_total") == 3
     assert value(found, "sse_hub_events_replayed_total") == 3  # counted while the stream is open
     assert value(found, "sse_hub_events_delivered_total") == 6  # 3 live + 3 replayed
-    assert value(found, "sse_hub_bytes_sent_total") >= len(b"retry: 3000\n\n") * 2 + 6 * 20
+    assert value(found, "sse_hub_bytes_sent_total") >= len(b"retry: 3000\n") * 2 + 6 * 20
     assert value(found, "sse_hub_slow_subscriber_catch_ups_total") == 0
     assert value(found, "sse_hub_slow_subscriber_disconnects_total") == 0
     assert value(found, "sse_hub_relay_connected") == 1

@@ -60,7 +60,7 @@ async def test_randomized_commit_order(start_hub: HubFactory, dsn: str) -> None:
 
     try:
         for stream in streams:
-            await stream.next_frame()
+            await stream.started()
         await asyncio.gather(
             *(sql_producer(n) for n in range(SQL_PRODUCERS)),
             *(http_producer(n) for n in range(HTTP_PRODUCERS)),

@@ -132,7 +132,7 @@ async def test_bad_input_is_a_problem_and_stores_nothing(
     await post(hub, json={"topic": "keep", "data": "before"})
     stream = await open_stream(hub.port, "/events?topic=keep")
     try:
-        await stream.next_frame()
+        await stream.started()
         got_status, ctype, body = await post(hub, **kwargs)
         assert got_status == status, body
         assert ctype == "application/problem+json"

@@ -55,7 +55,7 @@ async def test_never_reading_client_falls_behind_then_catches_up(start_hub: HubF
     slow = await _open_unread(server.port, "/events?topic=bulk")
     fast = await open_stream(server.port, "/events?topic=bulk")
     try:
-        await fast.next_frame()
+        await fast.started()
         peak = 0
         subscribers = list(hub.broker._index.all())
         assert len(subscribers) == 2

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import HubFactory
+from sse_hub.keys import HUB
+from tests.conftest import HubFactory, app_of
 from tests.sse_client import open_stream
 
 
@@ -34,9 +38,9 @@ async def test_headers_and_first_bytes(hub: TestServer) -> None:
         assert stream.headers["x-accel-buffering"] == "no"
         assert stream.headers["transfer-encoding"] == "chunked"
         assert "content-length" not in stream.headers
-        first = await stream.next_frame()
-        assert first.retry == 3000
-        assert bytes(stream.body) == b"retry: 3000\n\n"
+        assert await stream.started() == 3000
+        # A line of its own, no blank line: no client turns it into an empty event.
+        assert bytes(stream.body) == b"retry: 3000\n"
     finally:
         stream.close()
 
@@ -44,13 +48,13 @@ async def test_headers_and_first_bytes(hub: TestServer) -> None:
 async def test_live_events_exact_bytes(hub: TestServer) -> None:
     stream = await open_stream(hub.port, "/events?topic=demo")
     try:
-        await stream.next_frame()
+        await stream.started()
         first = await publish(hub, "demo", "hello")
         second = await publish(hub, "demo", {"k": [1, 2]}, event="update")
         third = await publish(hub, "demo", "two\r\nlines\rand\nmore")
         await stream.events(3)
         assert bytes(stream.body) == (
-            b"retry: 3000\n\n"
+            b"retry: 3000\n"
             + f"id: {first}\ndata: hello\n\n".encode()
             + f'id: {second}\nevent: update\ndata: {{"k":[1,2]}}\n\n'.encode()
             + f"id: {third}\ndata: two\ndata: lines\ndata: and\ndata: more\n\n".encode()
@@ -66,7 +70,7 @@ async def test_topics_and_patterns(hub: TestServer) -> None:
     multi = await open_stream(hub.port, "/events?topic=users&topic=orders/eu/*")
     try:
         for s in (exact, wild, everything, multi):
-            await s.next_frame()
+            await s.started()
         for topic in ["orders", "orders/1", "orders/eu/2", "users", "other"]:
             await publish(hub, topic, topic)
         await publish(hub, "end", "end")
@@ -93,11 +97,9 @@ async def test_heartbeat_comment_after_silence(start_hub: HubFactory) -> None:
     server = await start_hub(heartbeat_s=0.2)
     stream = await open_stream(server.port, "/events?topic=quiet")
     try:
-        await stream.next_frame()  # retry
-        frame = await stream.next_frame(timeout_s=10)
-        assert frame.data is None
-        assert frame.comments == ["heartbeat"]
-        assert bytes(stream.body) == b"retry: 3000\n\n: heartbeat\n\n"
+        await stream.started()
+        await stream.read_chunk()  # the heartbeat, after 0.2 s of silence
+        assert bytes(stream.body) == b"retry: 3000\n: heartbeat\n"
     finally:
         stream.close()
 
@@ -106,7 +108,7 @@ async def test_retry_setting(start_hub: HubFactory) -> None:
     server = await start_hub(retry_ms=1234)
     stream = await open_stream(server.port, "/events?topic=x")
     try:
-        assert (await stream.next_frame()).retry == 1234
+        assert await stream.started() == 1234
     finally:
         stream.close()
 
@@ -250,7 +252,7 @@ async def test_sql_publish_reaches_stream_on_commit_only(hub: TestServer, dsn: s
     stream = await open_stream(hub.port, "/events?topic=sql")
     producer = await asyncpg.connect(dsn)
     try:
-        await stream.next_frame()
+        await stream.started()
         await producer.execute("BEGIN; SELECT sse_hub.publish('sql', 'rolled back'); ROLLBACK")
         async with producer.transaction():
             await producer.execute("SELECT sse_hub.publish('sql', 'committed', 'kind')")
@@ -262,3 +264,47 @@ async def test_sql_publish_reaches_stream_on_commit_only(hub: TestServer, dsn: s
     finally:
         stream.close()
         await producer.close()
+
+
+async def test_a_burst_never_opens_more_than_max_streams(start_hub: HubFactory) -> None:
+    server = await start_hub(max_streams=20)
+    results = await asyncio.gather(
+        *(open_stream(server.port, "/events?topic=burst") for _ in range(100))
+    )
+    try:
+        statuses = [stream.status for stream in results]
+        assert statuses.count(200) == 20, statuses
+        assert statuses.count(503) == 80
+        assert all(s.headers.get("retry-after") for s in results if s.status == 503)
+        counters = app_of(server)[HUB].counters
+        assert (counters.streams_open, counters.streams_refused) == (20, 80)
+    finally:
+        for stream in results:
+            stream.close()
+
+
+async def test_history_needed_while_the_database_is_away_ends_the_stream_cleanly(
+    hub: TestServer, dsn: str, pg_admin_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await publish(hub, "t", "missed")
+    name = urlsplit(dsn).path.lstrip("/")
+    admin = await asyncpg.connect(pg_admin_dsn)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        stream = await open_stream(hub.port, "/events?topic=t", headers={"Last-Event-ID": "0"})
+        try:
+            assert stream.status == 200
+            await stream.read_until_end(timeout_s=60)
+            assert stream.ended_cleanly  # the final chunk: the client resumes from its id
+        finally:
+            stream.close()
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    ended = [r for r in caplog.records if "history could not be read" in r.getMessage()]
+    assert len(ended) == 1
+    assert ended[0].levelname == "WARNING"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

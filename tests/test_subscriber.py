@@ -9,18 +9,24 @@ from sse_hub.subscriber import State, Subscriber
 PATTERNS = (TopicPattern("a"),)
 
 
-class RecordingTransport:
-    """An in-memory write target: what a subscriber wrote, and a backlog we control."""
+class RecordingSink:
+    """An in-memory sink: what a subscriber wrote (one entry per write), and a backlog we set."""
 
     def __init__(self) -> None:
-        self.written = bytearray()
+        self.writes: list[bytes] = []
         self.backlog = 0
         self.closing = False
+        self.bytes_sent = 0
 
-    def write(self, data: bytes) -> None:
-        self.written += data
+    def write(self, frames: bytes) -> None:
+        self.writes.append(frames)
+        self.bytes_sent += len(frames)
 
-    def get_write_buffer_size(self) -> int:
+    @property
+    def written(self) -> bytes:
+        return b"".join(self.writes)
+
+    def pending_bytes(self) -> int:
         return self.backlog
 
     def is_closing(self) -> bool:
@@ -28,90 +34,80 @@ class RecordingTransport:
 
 
 def ev(event_id: int, data: bytes) -> Encoded:
-    return Encoded.of(event_id, "a", data)
+    return Encoded(event_id, "a", data)
 
 
-def make(
-    limit: int = 100,
-    position: int = 0,
-    live: bool = True,
-    transport: RecordingTransport | None = None,
-) -> Subscriber:
-    return Subscriber(
-        PATTERNS, position=position, live=live, buffer_limit_bytes=limit, transport=transport
-    )
+def make(limit: int = 100, position: int = 0, live: bool = True) -> Subscriber:
+    return Subscriber(PATTERNS, position=position, live=live, buffer_limit_bytes=limit)
 
 
-def test_encoded_chunk_is_the_frame_as_one_http_chunk() -> None:
-    assert Encoded.of(1, "a", b"id: 1\ndata: x\n\n").chunk == b"f\r\nid: 1\ndata: x\n\n\r\n"
+def attached(limit: int = 100, position: int = 0) -> tuple[Subscriber, RecordingSink]:
+    sub, sink = make(limit, position), RecordingSink()
+    sub.attach(sink, 0.0)
+    return sub, sink
 
 
-def test_offer_keeps_in_order_and_take_joins() -> None:
-    sub = make()
+def test_a_batch_is_one_write_of_the_shared_frames() -> None:
+    sub, sink = attached()
     assert sub.offer(ev(1, b"one"))
     assert sub.offer(ev(2, b"two"))
-    assert sub.take() == b"onetwo"
-    assert sub.take() == b""
+    sub.flush(1.0)
+    assert sink.writes == [b"onetwo"]
     assert sub.position == 2
+    assert sub.last_write_s == 1.0
+    assert sub.bytes_sent == 6
+
+
+def test_a_single_frame_is_handed_over_as_the_same_object() -> None:
+    sub, sink = attached()
+    frame = b"id: 1\ndata: x\n\n"
+    assert sub.offer(Encoded(1, "a", frame))
+    sub.flush(1.0)
+    assert sink.writes[0] is frame  # encoded once, for every subscriber
 
 
 def test_offer_ignores_ids_already_covered() -> None:
-    sub = make(position=5)
+    sub, sink = attached(position=5)
     assert not sub.offer(ev(5, b"dup"))
     assert not sub.offer(ev(3, b"old"))
     assert sub.offer(ev(6, b"new"))
-    assert sub.take() == b"new"
+    sub.flush(1.0)
+    assert sink.written == b"new"
 
 
-def test_overflow_falls_behind_and_keeps_position_of_last_queued() -> None:
+def test_frames_wait_for_the_sink_within_the_limit() -> None:
     sub = make(limit=10)
     assert sub.offer(ev(1, b"12345"))
+    sub.flush(1.0)  # no sink yet: kept
     assert sub.offer(ev(2, b"12345"))
     assert not sub.offer(ev(3, b"x"))
     assert sub.state is State.BEHIND
     assert sub.position == 2  # event 3 will be read from the store
     assert sub.overflows == 1
     assert not sub.offer(ev(4, b"y"))  # behind: nothing more is queued
-    assert sub.take() == b"1234512345"
+    sink = RecordingSink()
+    sub.attach(sink, 2.0)
+    assert sink.writes == [b"1234512345"]
 
 
-def test_transport_gets_chunks_at_flush_once_ready() -> None:
-    transport = RecordingTransport()
-    sub = make(transport=transport)
-    assert sub.offer(ev(1, b"one"))
-    sub.flush(1.0)
-    assert transport.written == b""  # headers not out yet: kept
-    sub.ready(2.0)
-    assert transport.written == b"3\r\none\r\n"
-    assert sub.offer(ev(2, b"two"))
-    assert sub.offer(ev(3, b"three"))
-    sub.flush(3.0)
-    assert transport.written == b"3\r\none\r\n3\r\ntwo\r\n5\r\nthree\r\n"
-    assert sub.last_write_s == 3.0
-    assert sub.take() == b""
-
-
-def test_transport_backlog_counts_against_the_limit() -> None:
-    transport = RecordingTransport()
-    sub = make(limit=100, transport=transport)
-    sub.ready(0.0)
-    transport.backlog = 95
+def test_sink_backlog_counts_against_the_limit() -> None:
+    sub, sink = attached(limit=100)
+    sink.backlog = 95
     assert not sub.offer(ev(1, b"x" * 10))
     assert sub.state is State.BEHIND
     assert sub.position == 0
-    assert transport.written == b""
+    assert sink.writes == []
+    assert sub.buffered_bytes == 95
 
 
-def test_closing_transport_closes_the_subscriber() -> None:
-    transport = RecordingTransport()
-    sub = make(transport=transport)
-    sub.ready(0.0)
-    transport.closing = True
+def test_closing_sink_closes_the_subscriber() -> None:
+    sub, sink = attached()
+    sink.closing = True
     assert sub.offer(ev(1, b"x"))
     sub.flush(1.0)
     assert sub.state is State.CLOSED
     assert sub.close_reason == "gone"
-    assert transport.written == b""
+    assert sink.writes == []
 
 
 def test_behind_subscriber_ignores_offers_until_live() -> None:
@@ -123,38 +119,26 @@ def test_behind_subscriber_ignores_offers_until_live() -> None:
     assert sub.offer(ev(11, b"new"))
 
 
-async def test_wait_wakes_on_flush_and_times_out() -> None:
-    sub = make()
-    await asyncio.wait_for(sub.wait(0.01), 5)  # times out quietly
-    waiter = asyncio.create_task(sub.wait(30))
-    await asyncio.sleep(0)
-    sub.offer(ev(1, b"x"))
-    sub.flush(0.0)
-    await asyncio.wait_for(waiter, 5)
-    assert sub.take() == b"x"
-
-
-async def test_close_wakes_waiter() -> None:
-    sub = make()
-    waiter = asyncio.create_task(sub.wait(30))
-    await asyncio.sleep(0)
-    sub.close("shutdown")
-    await asyncio.wait_for(waiter, 5)
-    assert sub.state is State.CLOSED
-    assert sub.close_reason == "shutdown"
-    assert not sub.offer(ev(5, b"x"))
+def test_beat_only_when_silent_and_drained() -> None:
+    sub, sink = attached()
+    assert not sub.beat(4.0, 5.0, b"HB")  # written to at 0.0
+    sink.backlog = 1
+    assert not sub.beat(6.0, 5.0, b"HB")  # still sending: not silent
+    sink.backlog = 0
+    assert sub.beat(6.0, 5.0, b"HB")
+    assert sink.writes == [b"HB"]
+    assert sub.last_write_s == 6.0
+    assert not make().beat(100.0, 5.0, b"HB")  # no sink: nothing to beat
 
 
 async def test_changed_resolves_on_overflow_and_close_only() -> None:
-    transport = RecordingTransport()
-    sub = make(limit=10, transport=transport)
-    sub.ready(0.0)
+    sub, sink = attached(limit=10)
     changed = sub.changed()
     assert sub.offer(ev(1, b"x"))
     sub.flush(1.0)  # written by the broker: nothing for the stream's own loop
     await asyncio.sleep(0)
     assert not changed.done()
-    transport.backlog = 10
+    sink.backlog = 10
     assert not sub.offer(ev(2, b"y"))  # over the limit: falls behind
     await asyncio.wait_for(changed, 5)
     assert sub.state is State.BEHIND
@@ -163,9 +147,5 @@ async def test_changed_resolves_on_overflow_and_close_only() -> None:
     waiting = sub.changed()
     sub.close("shutdown")
     await asyncio.wait_for(waiting, 5)
-
-
-async def test_changed_is_done_at_once_when_frames_are_kept() -> None:
-    sub = make()  # no transport: frames wait for take()
-    assert sub.offer(ev(1, b"x"))
-    assert sub.changed().done()
+    assert sub.close_reason == "shutdown"
+    assert not sub.offer(ev(5, b"x"))
