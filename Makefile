@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench clean venv browser
+.PHONY: run test lint format bench clean venv browser docs
 
 venv: $(STAMP)
 
@@ -34,11 +34,18 @@ browser:
 
 # Benchmarks (not part of `make test`): the hub against nchan and sse-starlette.
 # BENCH_QUICK=1 for a ~3 minute run, BENCH_SCENARIOS=fanout,idle for a subset,
-# BENCH_ARGS for any other flag of `python -m bench.run --help`.
+# BENCH_ARGS for any other flag of `python -m bench.run --help` (see bench/README.md).
+# A full run rewrites docs/benchmarks/latest.md.
 BENCH_ARGS ?=
 bench: $(STAMP)
 	bash bench/setup.sh $(BIN)/python
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The generated parts of docs/: the configuration reference and the package layout.
+# tests/test_docs.py fails when they are out of date.
+docs: $(STAMP)
+	$(BIN)/python -m sse_hub.config_reference --write docs/configuration.md
+	$(BIN)/python -m tests.docs_layout --write docs/development.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

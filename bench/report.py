@@ -208,3 +208,33 @@ def goals_markdown(rows: list[dict[str, Any]]) -> str:
         bound = " †" if row.get("client_bound_runs") else ""
         lines.append(f"| {row['goal']} | {row['shown']}{bound} | {mark} | {row['note'] or '–'} |")
     return "\n".join(lines)
+
+
+def run_description(meta: dict[str, Any]) -> str:
+    """How the run was made, in one line: sizes, repeats, database, workers, duration."""
+    return (
+        f"`{meta['command']}`: {'quick' if meta['quick'] else 'full'}, {meta['repeats']} "
+        f"repeat(s), PostgreSQL {meta['pg']}, hub --workers {meta['hub_workers']}, nginx "
+        f"{meta['nginx_workers']} worker, {meta['elapsed_s'] / 60:.1f} minutes"
+    )
+
+
+def results_page(meta: dict[str, Any], table: str, goals_md: str) -> str:
+    """``docs/benchmarks/latest.md``: the figures of one complete run, and where they came from."""
+    facts = [
+        ("Commit", f"`{meta['commit']}`"),
+        ("Date", meta["date"]),
+        ("Machine", meta["machine"]),
+        ("Run", run_description(meta)),
+        ("Versions", ", ".join(f"{name} {version}" for name, version in meta["versions"].items())),
+    ]
+    if meta.get("note"):
+        facts.append(("Note", meta["note"]))
+    return (
+        "# Benchmarks: the latest complete run\n\n"
+        "Written by `make bench` ([`bench/run.py`](../../bench/run.py)) at the end of a run of "
+        "every scenario against every target; the next such run replaces this file. What the "
+        "scenarios, columns and targets mean: [Benchmarks](../benchmarks.md).\n\n"
+        + "".join(f"- **{name}:** {value}\n" for name, value in facts)
+        + f"\n## Figures\n\n{table}\n\n## Targets\n\n{goals_md}\n"
+    )

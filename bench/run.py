@@ -4,7 +4,9 @@ For each scenario and each repeat, every target is started fresh, measured by
 the load client (``bench.client``, its own process) and stopped; the order of
 targets rotates between repeats so that no target always runs first (or last)
 on a noisy machine. The report gives medians with (min–max), the hub/peer
-ratios, and the issue's targets; JSON and markdown go to ``bench-results/``.
+ratios, and the issue's targets; JSON and markdown go to ``bench-results/``, and
+a run of every scenario against every target also rewrites the committed
+``docs/benchmarks/latest.md`` (figures, targets, commit, date, machine).
 Then, unless ``--no-profile``, py-spy records the hub under fan-out and idle,
 and tracemalloc shows where an idle stream's memory goes.
 
@@ -60,6 +62,8 @@ FILE_BLOCK = 1 << 20
 # latency show where a POST's time goes).
 PROFILED = ("fanout", "idle", "publish", "latency")
 TRACED_STREAMS = 3000
+RESULTS_PAGE = ROOT / "docs" / "benchmarks" / "latest.md"
+ALL_TARGETS = ("hub", "nchan", "starlette")
 
 
 def say(message: str) -> None:
@@ -163,6 +167,23 @@ def database_facts(dsn: str) -> dict[str, Any]:
         return {}
 
 
+def server_version(dsn: str) -> str | None:
+    """PostgreSQL's version, for the record of the run."""
+
+    async def read() -> str | None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            version = await conn.fetchval("SHOW server_version")
+        finally:
+            await conn.close()
+        return str(version).split()[0] if version else None
+
+    try:
+        return asyncio.run(read())
+    except (OSError, asyncpg.PostgresError):
+        return None
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args = args
@@ -175,21 +196,23 @@ class Bench:
         self.files_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.files_dir, 0o755)
         self.targets: dict[str, Target] = {}
+        self.pg_version: str | None = None
 
     # ---- set-up
 
     def start_database(self) -> None:
         if self.dsn:
             say(f"PostgreSQL: {self.dsn} (given)")
-            return
-        if self.args.pg == "fast":
-            self.db = EmbeddedPostgres.throwaway()
         else:
-            folder = Path(tempfile.mkdtemp(prefix="sse-hub-bench-pg-"))
-            os.chmod(folder, 0o755)
-            self.db = EmbeddedPostgres(folder, durable=True)
-        self.dsn = self.db.start()
-        say(f"PostgreSQL: embedded, {self.args.pg} ({self.db.data_dir}), pid {self.db.pid}")
+            if self.args.pg == "fast":
+                self.db = EmbeddedPostgres.throwaway()
+            else:
+                folder = Path(tempfile.mkdtemp(prefix="sse-hub-bench-pg-"))
+                os.chmod(folder, 0o755)
+                self.db = EmbeddedPostgres(folder, durable=True)
+            self.dsn = self.db.start()
+            say(f"PostgreSQL: embedded, {self.args.pg} ({self.db.data_dir}), pid {self.db.pid}")
+        self.pg_version = server_version(self.dsn)
 
     def build_targets(self, names: list[str]) -> None:
         for name in names:
@@ -369,8 +392,10 @@ class Bench:
         )
 
 
-def _versions() -> dict[str, str]:
-    found: dict[str, str] = {"python": platform.python_version(), "kernel": platform.release()}
+def _versions(pg_version: str | None) -> dict[str, str]:
+    found: dict[str, str] = {"python": platform.python_version()}
+    if pg_version is not None:
+        found["postgresql"] = pg_version
     from importlib.metadata import PackageNotFoundError, version
 
     for package in ("aiohttp", "asyncpg", "sse-starlette", "starlette", "uvicorn", "uvloop"):
@@ -384,13 +409,50 @@ def _versions() -> dict[str, str]:
         found["libnginx-mod-nchan"] = nchan.stdout.strip()
         nginx = subprocess.run(["nginx", "-v"], capture_output=True, check=False, text=True)
         found["nginx"] = nginx.stderr.strip().rsplit("/", 1)[-1]
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True, check=False, text=True,
-        )  # fmt: skip
-        found["sse_hub commit"] = commit.stdout.strip()
     return found
+
+
+def _git(*args: str) -> str:
+    completed = subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, check=True, text=True
+    )
+    return completed.stdout.strip()
+
+
+def _commit() -> str:
+    """The measured tree's commit, marked when it has uncommitted changes."""
+    try:
+        head = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head} with uncommitted changes" if dirty else head
+
+
+def _machine() -> str:
+    """CPUs, their model, the distribution and the kernel: what the figures depend on."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    system = platform.system()
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                system = line.split("=", 1)[1].strip().strip('"')
+    return f"{os.cpu_count()} CPUs ({model}), {system}, kernel {platform.release()}"
+
+
+def complete(args: argparse.Namespace, measured_targets: list[str], interrupted: bool) -> bool:
+    """A full run of every scenario against every target: the one the docs record."""
+    return (
+        not interrupted
+        and not args.quick
+        and set(args.scenario) == set(SCENARIOS_BY_NAME)
+        and set(measured_targets) == set(ALL_TARGETS)
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -442,6 +504,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument(
+        "--note",
+        default=os.environ.get("BENCH_NOTE"),
+        help="a remark kept with the results, e.g. what else ran on the machine (BENCH_NOTE)",
+    )
+    parser.add_argument(
         "--no-profile",
         dest="profile",
         action="store_false",
@@ -468,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="sse-hub-bench-"))
     os.chmod(work, 0o755)
     bench = Bench(args, work)
-    command = "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python -m bench.run", *(sys.argv[1:] if argv is None else argv)])
     started = time.monotonic()
     profile_md = ""
     interrupted = False
@@ -503,7 +570,10 @@ def main(argv: list[str] | None = None) -> int:
         "hub_workers": args.hub_workers,
         "hub_args": args.hub_arg,
         "cpus": os.cpu_count(),
-        "versions": _versions(),
+        "commit": _commit(),
+        "machine": _machine(),
+        "note": args.note,
+        "versions": _versions(bench.pg_version),
         "elapsed_s": elapsed,
         "interrupted": interrupted,
         "nginx_workers": 1,
@@ -516,11 +586,11 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [asdict(run) for run in bench.results],
     }
     text = (
-        f"# sse_hub bench {meta['date']}\n\n`{command}` ({elapsed / 60:.1f} min, "
-        f"{'quick' if args.quick else 'full'}, PostgreSQL {meta['pg']}, hub --workers "
-        f"{args.hub_workers}, nginx 1 worker; versions: "
+        f"# sse_hub bench {meta['date']}\n\n{report.run_description(meta)}; commit "
+        f"{meta['commit']}; {meta['machine']}; versions: "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
-        + f")\n\n{table}\n\n## Targets\n\n{goals_md}\n"
+        + (f"; note: {args.note}" if args.note else "")
+        + f"\n\n{table}\n\n## Targets\n\n{goals_md}\n"
         + (f"\n## Profiles\n\n{profile_md}\n" if profile_md else "")
     )
     (out / f"bench-{stamp}.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
@@ -529,6 +599,11 @@ def main(argv: list[str] | None = None) -> int:
     (out / "latest.md").write_text(text)
     print(text)
     say(f"written: {out / f'bench-{stamp}.json'} and .md")
+    if complete(args, list(bench.targets), interrupted):
+        RESULTS_PAGE.write_text(report.results_page(meta, table, goals_md))
+        say(f"written: {RESULTS_PAGE.relative_to(ROOT)} (commit it with the change it measures)")
+    else:
+        say(f"not a run of every scenario and target: {RESULTS_PAGE.relative_to(ROOT)} unchanged")
     return 130 if interrupted else 0
 
 

@@ -7,12 +7,14 @@ timing is asserted anywhere (benchmarks print figures; tests check logic).
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
 from bench.dialects import DIALECTS
 from bench.plan import HIGHER, Metric, RunResult
-from bench.report import figure, goals, markdown, summarise
+from bench.report import figure, goals, goals_markdown, markdown, results_page, summarise
+from bench.run import complete, parse_args
 from bench.wire import (
     ChunkedDecoder,
     EventCounter,
@@ -193,3 +195,67 @@ def test_report_medians_ratios_and_client_bound_flags():
     assert "| fanout | delivered events/s | ↑ | 200 (100–300) | 400 † | n/a | 0.50 ✗ | – |" in table
     rows = {row["goal"]: row for row in goals(summary)}
     assert rows["fan-out delivered events/s ≥ nchan's"]["reached"] is False
+
+
+def _fake_summary() -> dict[str, Any]:
+    runs = [
+        RunResult("fanout", target, 0, {"delivered_per_s": rate, "client_cpu_util": 0.5})
+        for target, rate in (("hub", 120.0), ("nchan", 100.0), ("starlette", 30.0))
+    ]
+    return summarise(runs)
+
+
+def test_results_page_names_commit_date_machine_and_holds_both_tables():
+    summary = _fake_summary()
+    table = markdown(summary, repeats=1)
+    goals_md = goals_markdown(goals(summary))
+    meta = {
+        "commit": "abc1234",
+        "date": "2026-12-02 14:00:00 UTC",
+        "machine": "2 CPUs (AMD EPYC), Debian GNU/Linux 12 (bookworm), kernel 6.1.0",
+        "command": "python -m bench.run",
+        "quick": False,
+        "repeats": 1,
+        "pg": "durable",
+        "hub_workers": 1,
+        "nginx_workers": 1,
+        "elapsed_s": 966.0,
+        "versions": {"python": "3.11.7", "postgresql": "15.8"},
+        "note": "nothing else ran",
+    }
+    page = results_page(meta, table, goals_md)
+    assert page.startswith("# Benchmarks: the latest complete run\n")
+    assert "- **Commit:** `abc1234`\n" in page
+    assert "- **Date:** 2026-12-02 14:00:00 UTC\n" in page
+    assert "- **Machine:** 2 CPUs (AMD EPYC), Debian GNU/Linux 12 (bookworm)" in page
+    assert (
+        "full, 1 repeat(s), PostgreSQL durable, hub --workers 1, nginx 1 worker, 16.1 min" in page
+    )
+    assert "- **Versions:** python 3.11.7, postgresql 15.8\n" in page
+    assert "- **Note:** nothing else ran\n" in page
+    assert f"## Figures\n\n{table}\n\n## Targets\n\n{goals_md}\n" in page
+    assert "| fanout | delivered events/s | ↑ | 120 | 100 | 30 | 1.20 | 4.00 |" in page
+    assert "- **Note:**" not in results_page({**meta, "note": None}, table, goals_md)
+
+
+@pytest.mark.parametrize(
+    ("argv", "targets", "interrupted", "recorded"),
+    [
+        ([], ["hub", "nchan", "starlette"], False, True),
+        (["--repeat", "5", "--pg", "fast"], ["starlette", "hub", "nchan"], False, True),
+        ([], ["hub", "starlette"], False, False),  # nchan missing on this machine
+        (["--quick"], ["hub", "nchan", "starlette"], False, False),
+        (["-s", "fanout"], ["hub", "nchan", "starlette"], False, False),
+        ([], ["hub", "nchan", "starlette"], True, False),
+    ],
+)
+def test_only_complete_runs_replace_the_committed_results(
+    argv: list[str],
+    targets: list[str],
+    interrupted: bool,
+    recorded: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("BENCH_QUICK", "BENCH_SCENARIOS", "BENCH_TARGETS", "BENCH_REPEAT"):
+        monkeypatch.delenv(name, raising=False)
+    assert complete(parse_args(argv), targets, interrupted) is recorded

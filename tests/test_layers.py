@@ -14,7 +14,17 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
     # (layer, modules, third-party packages it may import)
     (
         "pure",
-        {"errors", "config", "events", "frames", "replay", "ranges", "terminal", "ratelimit"},
+        {
+            "errors",
+            "config",
+            "config_reference",
+            "events",
+            "frames",
+            "replay",
+            "ranges",
+            "terminal",
+            "ratelimit",
+        },
         set(),
     ),
     ("asyncio", {"subscriber", "broker", "tasks"}, set()),
