@@ -164,9 +164,28 @@ async def grant_producer(conn: asyncpg.Connection, role: str) -> None:
             raise GrantError(f"{statement} failed: {exc}") from None
 
 
-async def migrate_dsn(dsn: str, directory: Path | None = None) -> list[str]:
+async def store_data_limit(conn: asyncpg.Connection, max_data_bytes: int) -> None:
+    """Hold SQL producers to ``max_data_bytes`` of data per event (a hub's ``--max-data``)."""
+    async with conn.transaction():
+        previous = await conn.fetchval("SELECT max_data_bytes FROM sse_hub.limits FOR UPDATE")
+        if previous != max_data_bytes:
+            await conn.execute("UPDATE sse_hub.limits SET max_data_bytes = $1", max_data_bytes)
+            log.info(
+                "data limit for SQL producers: %d bytes (was %d), from --max-data",
+                max_data_bytes,
+                previous,
+            )
+
+
+async def migrate_dsn(
+    dsn: str, directory: Path | None = None, *, max_data_bytes: int | None = None
+) -> list[str]:
+    """Apply pending migrations; with ``max_data_bytes``, also store that data limit."""
     conn = await asyncpg.connect(dsn)
     try:
-        return await apply_migrations(conn, directory)
+        applied = await apply_migrations(conn, directory)
+        if max_data_bytes is not None:
+            await store_data_limit(conn, max_data_bytes)
+        return applied
     finally:
         await conn.close()

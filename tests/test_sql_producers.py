@@ -9,12 +9,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
 from sse_hub import store
-from sse_hub.migrate import PRODUCER_ROLE, grant_producer
+from sse_hub.config import DEFAULT_MAX_DATA_BYTES
+from sse_hub.migrate import PRODUCER_ROLE, grant_producer, migrate_dsn
+from tests.conftest import HubFactory
 from tests.sse_client import open_stream
 from tests.test_stream import publish
 
@@ -159,3 +162,58 @@ async def test_producer_role_is_a_group_that_cannot_log_in(db: asyncpg.Connectio
     )
     assert row is not None
     assert tuple(row) == (False, False, False, False)
+
+
+async def _stored_sizes(db: asyncpg.Connection) -> list[int]:
+    await store.append(db, [])
+    rows = await db.fetch("SELECT octet_length(data) AS size FROM sse_hub.events ORDER BY id")
+    return [row["size"] for row in rows]
+
+
+@pytest.mark.parametrize("size", [DEFAULT_MAX_DATA_BYTES + 1, 20 * 1024 * 1024])
+async def test_sql_data_over_the_limit_is_refused(
+    db: asyncpg.Connection, producer_db: asyncpg.Connection, size: int
+) -> None:
+    with pytest.raises(asyncpg.StringDataRightTruncationError) as refused:
+        await producer_db.execute("SELECT sse_hub.publish('t', repeat('x', $1))", size)
+    assert refused.value.sqlstate == "22001"
+    assert refused.value.message == (
+        f"sse_hub: data is {size} bytes; the limit is {DEFAULT_MAX_DATA_BYTES} bytes"
+    )
+    # The hub's own user is held to it too, even with a plain INSERT.
+    with pytest.raises(asyncpg.StringDataRightTruncationError):
+        await db.execute(
+            "INSERT INTO sse_hub.outbox (topic, data) VALUES ('t', repeat('x', $1))", size
+        )
+    assert not await store.outbox_pending(db)
+    assert await _stored_sizes(db) == []
+
+
+async def test_sql_data_at_the_limit_is_published(
+    db: asyncpg.Connection, producer_db: asyncpg.Connection
+) -> None:
+    limit = DEFAULT_MAX_DATA_BYTES
+    await producer_db.execute("SELECT sse_hub.publish('t', repeat('x', $1))", limit)
+    # The limit counts bytes of UTF-8, as on HTTP: 'é' is two.
+    await producer_db.execute("SELECT sse_hub.publish('t', repeat('é', $1))", limit // 2)
+    with pytest.raises(asyncpg.StringDataRightTruncationError, match=f"is {limit + 1} bytes"):
+        await producer_db.execute("SELECT sse_hub.publish('t', repeat('é', $1) || 'x')", limit // 2)
+    assert await _stored_sizes(db) == [limit, limit]
+
+
+async def test_sql_limit_is_the_hubs_max_data(
+    start_hub: HubFactory, dsn: str, db: asyncpg.Connection
+) -> None:
+    assert await db.fetchval("SELECT max_data_bytes FROM sse_hub.limits") == DEFAULT_MAX_DATA_BYTES
+    hub = await start_hub(max_data_bytes=1000)
+    with pytest.raises(asyncpg.StringDataRightTruncationError, match="the limit is 1000 bytes"):
+        await db.execute("SELECT sse_hub.publish('t', repeat('x', 1001))")
+    await db.execute("SELECT sse_hub.publish('t', repeat('x', 1000))")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(hub.make_url("/events"), json={"topic": "t", "data": "x" * 1001}) as response,
+    ):
+        assert response.status == 413
+    await migrate_dsn(dsn)  # `sse-hub migrate` and the other commands leave it as it is
+    assert await db.fetchval("SELECT max_data_bytes FROM sse_hub.limits") == 1000
+    assert await _stored_sizes(db) == [1000]
