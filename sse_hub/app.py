@@ -31,7 +31,10 @@ log = logging.getLogger(__name__)
 async def prepare_database(
     settings: Settings, *, pg_bindir: str | None = None
 ) -> tuple[str, EmbeddedPostgres | None]:
-    """The DSN to use (starting the embedded PostgreSQL when none is configured), migrated."""
+    """The DSN to use (starting the embedded PostgreSQL when none is configured), migrated.
+
+    The database also learns ``--max-data``, so SQL producers get the same limit.
+    """
     embedded: EmbeddedPostgres | None = None
     dsn = settings.dsn
     if dsn is None:
@@ -41,7 +44,7 @@ async def prepare_database(
         dsn = embedded.start()
         log.info("embedded PostgreSQL in %s", embedded.data_dir)
     try:
-        applied = await migrate_dsn(dsn)
+        applied = await migrate_dsn(dsn, max_data_bytes=settings.max_data_bytes)
     except BaseException:
         if embedded is not None:
             embedded.stop()

@@ -1,4 +1,4 @@
-"""``sse-hub``: serve, migrate, publish, tail."""
+"""``sse-hub``: serve, migrate, grant, publish, tail, token."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from sse_hub.config import (
 from sse_hub.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from sse_hub.errors import ConfigError, HubError
 from sse_hub.events import new_event, parse_patterns, validate_topic
-from sse_hub.migrate import MigrationError, migrate_dsn
+from sse_hub.migrate import PRODUCER_ROLE, MigrationError, grant_producer, migrate_dsn
 from sse_hub.replay import parse_resume
 from sse_hub.terminal import TerminalSink
 
@@ -95,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_dsn(migrate)
 
+    grant = commands.add_parser(
+        "grant",
+        help="let a database role publish from SQL, and nothing more",
+        description=f"Make ROLE (an existing role) a member of {PRODUCER_ROLE}: it may then "
+        "call sse_hub.publish() in its own transactions, and cannot read events or touch "
+        "the hub's tables. Applies pending migrations first.",
+    )
+    grant.add_argument("role", metavar="ROLE", help="the database role of a producer")
+    _add_dsn(grant)
+
     publish = commands.add_parser(
         "publish",
         help="publish one event",
@@ -158,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "serve": _serve,
         "migrate": _migrate,
+        "grant": _grant,
         "publish": _publish,
         "tail": _tail,
         "token": _token,
@@ -208,6 +219,22 @@ def _migrate(args: argparse.Namespace) -> int:
     async def work(dsn: str) -> int:
         applied = await migrate_dsn(dsn)
         print("applied: " + ", ".join(applied) if applied else "nothing to apply")
+        return EXIT_OK
+
+    return _with_database(args, work)
+
+
+def _grant(args: argparse.Namespace) -> int:
+    async def work(dsn: str) -> int:
+        import asyncpg
+
+        await migrate_dsn(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await grant_producer(conn, args.role)
+        finally:
+            await conn.close()
+        print(f"{args.role} is a member of {PRODUCER_ROLE}: it may call sse_hub.publish()")
         return EXIT_OK
 
     return _with_database(args, work)

@@ -125,7 +125,32 @@ async def test_migrate_is_idempotent(fresh_db: str) -> None:
     assert second.stdout.strip() == "nothing to apply"
 
 
-@pytest.mark.parametrize("command", ["serve", "migrate", "publish", "tail"])
+async def test_grant_makes_an_existing_role_a_producer(dsn: str, db: asyncpg.Connection) -> None:
+    role = f"sse_hub_t_cli_{os.getpid()}"
+    await db.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        result = await arun("grant", role, dsn=dsn)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().splitlines()[-1] == (
+            f"{role} is a member of sse_hub_producer: it may call sse_hub.publish()"
+        )
+        assert (await arun("grant", role, dsn=dsn)).returncode == 0  # again: nothing changes
+        await db.execute(f"SET ROLE {role}")
+        await db.execute("SELECT sse_hub.publish('granted', 'x')")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await db.fetch("SELECT * FROM sse_hub.events")
+    finally:
+        await db.execute("RESET ROLE")
+        await db.execute(f"DROP ROLE {role}")
+    missing = await arun("grant", "no_such_role_anywhere", dsn=dsn)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == (
+        "sse-hub: error: role 'no_such_role_anywhere' does not exist;"
+        " create it first (CREATE ROLE ... LOGIN)"
+    )
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate", "grant", "publish", "tail"])
 def test_help_for_each_command(command: str) -> None:
     result = run(command, "--help")
     assert result.returncode == 0
@@ -134,7 +159,7 @@ def test_help_for_each_command(command: str) -> None:
 
 def test_top_level_help_lists_commands() -> None:
     result = run("--help")
-    for command in ("serve", "migrate", "publish", "tail"):
+    for command in ("serve", "migrate", "grant", "publish", "tail"):
         assert command in result.stdout
 
 
