@@ -91,7 +91,7 @@ class ResponseSink:
 def _shed_sent_state(request: web.Request, response: web.StreamResponse) -> None:
     """Free what aiohttp keeps per connection but a running stream no longer needs.
 
-    Together about 1.5 KiB of each open stream's memory (see the benchmarks).
+    Together about 1.5 KiB of each open stream's memory (docs/benchmarks/run-4ff29f5.md).
     """
     # The headers are serialised and on their way: the dict (and what serialising
     # cached in it) would otherwise live as long as the stream.

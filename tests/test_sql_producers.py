@@ -67,7 +67,7 @@ async def test_producer_publishes_in_its_own_transactions(
     assert await producer_db.fetchval("SELECT current_user") == producer.role
     stream = await open_stream(hub.port, "/events?topic=orders")
     try:
-        await stream.next_frame()
+        await stream.started()
         rolled_back = producer_db.transaction()
         await rolled_back.start()
         await producer_db.execute("SELECT sse_hub.publish('orders', 'rolled back')")
