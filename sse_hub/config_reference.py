@@ -122,21 +122,27 @@ def render(options: Sequence[Option] = SERVE_OPTIONS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=SOURCE, description=__doc__.split("\n\n")[0])
+def write_or_print(
+    table: str, source: str, description: str, argv: Sequence[str] | None = None
+) -> int:
+    """A renderer's command line: print ``table``, or splice it into ``--write FILE``."""
+    parser = argparse.ArgumentParser(prog=source, description=description)
     parser.add_argument(
         "--write", type=Path, metavar="MARKDOWN_FILE", help="splice the table into this file"
     )
     args = parser.parse_args(argv)
-    table = render()
     if args.write is None:
         sys.stdout.write(table)
         return 0
     old = args.write.read_text(encoding="utf-8")
-    new = splice(old, table, SOURCE)
+    new = splice(old, table, source)
     if new != old:
         args.write.write_text(new, encoding="utf-8")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return write_or_print(render(), SOURCE, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

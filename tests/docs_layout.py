@@ -9,13 +9,11 @@ a layer the test does not check, nor miss a module::
 
 from __future__ import annotations
 
-import argparse
 import ast
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from sse_hub.config_reference import splice
+from sse_hub.config_reference import write_or_print
 from tests.test_layers import LAYERS, MODULES, PACKAGE
 
 SOURCE = "python -m tests.docs_layout"
@@ -55,18 +53,7 @@ def render() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=SOURCE, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write", type=Path, metavar="MARKDOWN_FILE")
-    args = parser.parse_args(argv)
-    table = render()
-    if args.write is None:
-        sys.stdout.write(table)
-        return 0
-    old = args.write.read_text(encoding="utf-8")
-    new = splice(old, table, SOURCE)
-    if new != old:
-        args.write.write_text(new, encoding="utf-8")
-    return 0
+    return write_or_print(render(), SOURCE, (__doc__ or "").split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":
