@@ -61,17 +61,20 @@ class Grant:
 class Verifier:
     """Checks tokens against the configured key; one per application."""
 
-    def __init__(self, key: Any, algorithms: Sequence[str]) -> None:
+    def __init__(self, key: Any, algorithms: Sequence[str], *, require_exp: bool = True) -> None:
         self._key = key
         self.algorithms = list(algorithms)
+        # A token without exp would be valid forever: refused unless the operator allows it.
+        self._required = ["exp"] if require_exp else []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Verifier | None:
+        require_exp = not settings.allow_tokens_without_exp
         if settings.jwt_key is not None:
-            return cls(settings.jwt_key, HMAC_ALGORITHMS)
+            return cls(settings.jwt_key, HMAC_ALGORITHMS, require_exp=require_exp)
         if settings.jwt_public_key is not None:
             key, algorithms = _public_key(settings.jwt_public_key)
-            return cls(key, algorithms)
+            return cls(key, algorithms, require_exp=require_exp)
         return None
 
     def verify(self, token: str) -> Grant:
@@ -82,10 +85,19 @@ class Verifier:
                 algorithms=self.algorithms,
                 leeway=JWT_LEEWAY_S,
                 # No audience is configured, so an "aud" claim is not checked.
-                options={"verify_aud": False, "enforce_minimum_key_length": True},
+                options={
+                    "verify_aud": False,
+                    "enforce_minimum_key_length": True,
+                    "require": self._required,
+                },
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired", error="invalid_token") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(
+                f"the token has no {exc.claim!r} claim; this hub accepts only tokens that expire",
+                error="invalid_token",
+            ) from None
         except jwt.ImmatureSignatureError:
             raise Unauthorized("the token is not valid yet (nbf)", error="invalid_token") from None
         except (jwt.PyJWTError, ValueError, TypeError) as exc:

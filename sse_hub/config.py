@@ -72,6 +72,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     workers: int = DEFAULT_WORKERS
     insecure_no_auth: bool = False
+    allow_tokens_without_exp: bool = False
     no_access_log: bool = False
     data_dir: Path = DEFAULT_DATA_DIR
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
@@ -282,6 +283,13 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "insecure_no_auth",
         _bool,
         "allow binding a non-loopback address without a JWT key",
+        switch=True,
+    ),
+    Option(
+        "--allow-tokens-without-exp",
+        "allow_tokens_without_exp",
+        _bool,
+        "accept tokens that carry no exp claim (they never expire); by default they get 401",
         switch=True,
     ),
     Option(

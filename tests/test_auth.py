@@ -453,3 +453,16 @@ async def test_the_files_endpoint_honours_tokens(start_hub: HubFactory, tmp_path
                     assert response.content_type == "application/problem+json"
     counters = app_of(hub)[HUB].counters
     assert counters.file_bytes_served == 3 * len(b"quarterly")
+
+
+@pytest.mark.parametrize(("allow", "status"), [(False, 401), (True, 201)])
+async def test_tokens_without_exp_need_the_operators_consent(
+    start_hub: HubFactory, db: asyncpg.Connection, allow: bool, status: int
+) -> None:
+    server = await start_hub(jwt_key=KEY, allow_tokens_without_exp=allow)
+    forever = jwt.encode({"sub": "t", **allowing(publish=["*"])}, KEY, algorithm="HS256")
+    got, _, body = await post(server, json={"topic": "t", "data": "x"}, headers=bearer(forever))
+    assert got == status, body
+    if not allow:
+        assert "'exp' claim" in body["detail"]
+        assert await stored(db) == []
