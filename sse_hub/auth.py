@@ -22,6 +22,7 @@ Streams and downloads also take the ``sse_hub_token`` cookie and the
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -170,6 +171,15 @@ def _token(request: web.Request, *, header_only: bool) -> str | None:
     if header_only:
         return None
     return request.cookies.get(TOKEN_COOKIE) or request.query.get(TOKEN_QUERY) or None
+
+
+def require_bearer(request: web.Request, secret: str) -> None:
+    """Refuse a request whose ``Authorization: Bearer`` is not ``secret`` (constant time)."""
+    given = _token(request, header_only=True)
+    if given is None:
+        raise Unauthorized("this endpoint needs 'Authorization: Bearer <token>'")
+    if not hmac.compare_digest(given.encode("utf-8"), secret.encode("utf-8")):
+        raise Unauthorized("the token is not valid for this endpoint", error="invalid_token")
 
 
 def authenticate(request: web.Request, *, header_only: bool = False) -> Grant | None:

@@ -73,6 +73,7 @@ class Settings:
     workers: int = DEFAULT_WORKERS
     insecure_no_auth: bool = False
     allow_tokens_without_exp: bool = False
+    metrics_token: str | None = None
     no_access_log: bool = False
     data_dir: Path = DEFAULT_DATA_DIR
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
@@ -154,6 +155,15 @@ def parse_jwt_key(text: str) -> str:
             f"an HS256 key needs at least {MIN_JWT_KEY_BYTES} bytes; "
             "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
+    return text
+
+
+MIN_METRICS_TOKEN_BYTES = 16
+
+
+def parse_metrics_token(text: str) -> str:
+    if len(text.encode("utf-8")) < MIN_METRICS_TOKEN_BYTES:
+        raise ValueError(f"a metrics token needs at least {MIN_METRICS_TOKEN_BYTES} bytes")
     return text
 
 
@@ -291,6 +301,13 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         _bool,
         "accept tokens that carry no exp claim (they never expire); by default they get 401",
         switch=True,
+    ),
+    Option(
+        "--metrics-token",
+        "metrics_token",
+        parse_metrics_token,
+        "GET /metrics then needs 'Authorization: Bearer <this token>' (default: open)",
+        metavar="SECRET",
     ),
     Option(
         "--no-access-log",

@@ -23,8 +23,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import choose_encoder
 
+from sse_hub.auth import require_bearer
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB
+from sse_hub.ops import NO_STORE
 from sse_hub.problems import answering_problems
 from sse_hub.throttle import THROTTLE, Throttle
 
@@ -156,6 +158,9 @@ async def _count_errors(request: web.Request, response: web.StreamResponse) -> N
 
 
 async def metrics(request: web.Request) -> web.Response:
+    token = request.app[HUB].settings.metrics_token if HUB in request.app else None
+    if token is not None:
+        require_bearer(request, token)
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     body = encode(request.app[REGISTRY])
-    return web.Response(body=body, headers={"Content-Type": content_type})
+    return web.Response(body=body, headers={"Content-Type": content_type, **NO_STORE})

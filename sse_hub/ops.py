@@ -1,4 +1,8 @@
-"""Operations endpoints: ``GET /healthz``."""
+"""Operations endpoints: ``GET /healthz``.
+
+``NO_STORE`` goes on every operations answer (``/healthz``, ``/metrics``): they
+describe this moment, and a cache that kept one would report a hub that is gone.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from aiohttp import web
 
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB
+
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -22,4 +28,4 @@ async def healthz(request: web.Request) -> web.Response:
     }
     if relay.last_error and not relay.connected:
         body["listener_error"] = relay.last_error
-    return web.json_response(body, status=200 if database_ok else 503)
+    return web.json_response(body, status=200 if database_ok else 503, headers=NO_STORE)

@@ -51,11 +51,18 @@ def _reject_constant(name: str) -> None:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # one, not one per request
 
 
+TOO_DEEP = "the body nests JSON deeper than this hub accepts (Python's parser limit, ~900 levels)"
+
+
 def _parse_json(body: bytes) -> Any:
+    # Nesting is bounded by Python's own recursion limit, not a count of ours:
+    # checking a depth would walk every document on the publish path.
     try:
         return _DECODER.decode(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedRequest(TOO_DEEP) from None
 
 
 def _event_from_object(item: Any, *, where: str, max_data_bytes: int) -> NewEvent:
@@ -76,6 +83,8 @@ def _event_from_object(item: Any, *, where: str, max_data_bytes: int) -> NewEven
         )
     except (InvalidInput, PayloadTooLarge) as exc:
         raise type(exc)(where + exc.detail) from None
+    except RecursionError:  # data that decoded but is too deep to encode again
+        raise MalformedRequest(where + TOO_DEEP) from None
 
 
 def events_from_json(

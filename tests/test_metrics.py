@@ -103,3 +103,20 @@ async def test_each_hub_has_its_own_registry(start_hub: HubFactory) -> None:
     first, second = samples((await scrape(one))[1]), samples((await scrape(two))[1])
     assert value(first, "sse_hub_events_published_total") == 1
     assert value(second, "sse_hub_events_published_total") == 0
+
+
+async def test_a_metrics_token_protects_metrics(start_hub: HubFactory) -> None:
+    secret = "m" * 24
+    server = await start_hub(metrics_token=secret)
+    url = server.make_url("/metrics")
+    async with aiohttp.ClientSession() as session:
+        for headers in ({}, {"Authorization": "Bearer " + "x" * 24}):
+            async with session.get(url, headers=headers) as response:
+                assert response.status == 401
+                assert response.content_type == "application/problem+json"
+                assert "sse_hub_" not in await response.text()
+        async with session.get(url, headers={"Authorization": f"Bearer {secret}"}) as response:
+            assert response.status == 200
+            assert "sse_hub_streams_open" in await response.text()
+        async with session.get(server.make_url("/healthz")) as response:
+            assert response.status == 200  # health checks stay open

@@ -43,6 +43,8 @@ async def test_healthz_is_503_while_the_database_is_unreachable(
         )
         status, body = await health(hub)
         assert status == 503
+        async with aiohttp.ClientSession() as session, session.get(hub.make_url("/healthz")) as r:
+            assert r.headers["Cache-Control"] == "no-store"
         assert body["database"] == "unreachable"
         assert body["status"] == "degraded"
         async with (
@@ -58,3 +60,10 @@ async def test_healthz_is_503_while_the_database_is_unreachable(
     async with asyncio.timeout(60):
         while (await health(hub))[0] != 200:  # noqa: ASYNC110 - polling the hub's answer
             await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/metrics"])
+async def test_operations_answers_are_never_cached(hub: TestServer, path: str) -> None:
+    async with aiohttp.ClientSession() as session, session.get(hub.make_url(path)) as response:
+        assert response.status == 200
+        assert response.headers["Cache-Control"] == "no-store"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from typing import Any
 
 import aiohttp
@@ -157,3 +158,20 @@ async def test_unknown_route_and_method_are_problems(hub: TestServer) -> None:
             assert response.status == 405
             assert response.content_type == "application/problem+json"
             assert "GET" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+async def test_deeply_nested_json_is_a_400_and_stores_nothing(
+    hub: TestServer, db: asyncpg.Connection, caplog: pytest.LogCaptureFixture, depth: int
+) -> None:
+    for body in (
+        "[" * depth + "]" * depth,
+        '{"topic": "t", "data": ' + "[" * depth + "]" * depth + "}",
+    ):
+        status, ctype, problem = await post(
+            hub, data=body, headers={"Content-Type": "application/json"}
+        )
+        assert (status, ctype) == (400, "application/problem+json"), problem
+        assert "deeper" in problem["detail"]
+    assert await stored(db) == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
