@@ -215,17 +215,22 @@ def authorize_publish(grant: Grant | None, topics: Sequence[str]) -> None:
             raise Forbidden(f"this token may not publish to {topic!r}")
 
 
-def authorize_download(request: web.Request, path: str) -> None:
+def authorize_download(request: web.Request, path: str, *, asked: str | None = None) -> None:
     """Allow a download of ``path`` (relative to ``--files-dir``, ``/``-separated) or raise.
 
     The token may come from the header, the cookie or the query; its
     ``sse_hub.files`` claim lists path patterns matched like topics
-    (``reports/*``, ``*``).
+    (``reports/*``, ``*``). ``asked`` is the path the client asked for when
+    ``path`` is where a symlink led: the refusal names only what was asked.
     """
     grant = authenticate(request)
     if grant is None:
         return
     if not any_matches(grant.files, path.lstrip("/")):
+        if asked is not None:
+            raise Forbidden(
+                f"this token may not download {asked!r}: it leads to a file it does not allow"
+            )
         raise Forbidden(f"this token may not download {path!r}")
 
 

@@ -116,8 +116,12 @@ def _raw_tail(request: web.Request) -> str:
     return raw[len(prefix) :]
 
 
-def _locate(root: Path, parts: tuple[str, ...]) -> Path:
-    """The real path of ``root/parts``, which must exist and stay inside ``root``."""
+def _locate(root: Path, parts: tuple[str, ...]) -> tuple[Path, str]:
+    """The real path of ``root/parts``, which must exist and stay inside ``root``.
+
+    Also that path relative to the real ``root`` (``/``-separated): what a
+    token must allow, since that is the file served.
+    """
     try:
         real_root = root.resolve(strict=True)
         target = real_root.joinpath(*parts).resolve(strict=True)
@@ -125,7 +129,7 @@ def _locate(root: Path, parts: tuple[str, ...]) -> Path:
         raise NotFound("no such file") from None
     if target == real_root or not target.is_relative_to(real_root):
         raise NotFound("no such file")
-    return target
+    return target, target.relative_to(real_root).as_posix()
 
 
 def _open_flags(path: str, flags: int) -> int:
@@ -163,8 +167,11 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
         raise NotFound("this hub serves no files (no --files-dir)")
     # Before the filesystem is touched: nothing about a file is revealed to a
     # caller whose token does not allow its path.
-    authorize_download(request, "/".join(parts))
-    path = await asyncio.to_thread(_locate, settings.files_dir, parts)
+    asked = "/".join(parts)
+    authorize_download(request, asked)
+    path, served = await asyncio.to_thread(_locate, settings.files_dir, parts)
+    if served != asked:  # through a symlink: the file served must be allowed too
+        authorize_download(request, served, asked=asked)
     file = await _open(path)
     try:
         info = os.fstat(file.fileno())

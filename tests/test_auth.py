@@ -455,6 +455,37 @@ async def test_the_files_endpoint_honours_tokens(start_hub: HubFactory, tmp_path
     assert counters.file_bytes_served == 3 * len(b"quarterly")
 
 
+async def test_download_authorisation_follows_symlinks_to_the_file_served(
+    start_hub: HubFactory, tmp_path: Path
+) -> None:
+    for folder in ("pub", "priv", "pub2"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "priv" / "secret.txt").write_bytes(b"secret")
+    (tmp_path / "pub2" / "open.txt").write_bytes(b"open")
+    (tmp_path / "pub" / "link").symlink_to("../priv/secret.txt")
+    (tmp_path / "pub" / "dir").symlink_to("../priv", target_is_directory=True)
+    (tmp_path / "pub" / "fine").symlink_to("../pub2/open.txt")
+    hub = await start_hub(jwt_key=KEY, files_dir=tmp_path)
+    pub = bearer(token(allowing(files=["pub/*"])))
+    both = bearer(token(allowing(files=["pub/*", "pub2/*"])))
+    cases = [
+        ("/files/pub/link", pub, 403, None),  # the link's target is not granted
+        ("/files/pub/dir/secret.txt", pub, 403, None),  # nor through a linked directory
+        ("/files/pub/fine", pub, 403, None),
+        ("/files/pub/fine", both, 200, b"open"),  # link and target both granted
+    ]
+    async with aiohttp.ClientSession() as session:
+        for path, headers, status, body in cases:
+            async with session.get(hub.make_url(path), headers=headers) as response:
+                got = await response.read()
+                assert response.status == status, (path, got)
+                if body is not None:
+                    assert got == body
+                else:  # neither the file nor where the link leads is revealed
+                    assert response.content_type == "application/problem+json"
+                    assert b"priv" not in got
+
+
 @pytest.mark.parametrize(("allow", "status"), [(False, 401), (True, 201)])
 async def test_tokens_without_exp_need_the_operators_consent(
     start_hub: HubFactory, db: asyncpg.Connection, allow: bool, status: int
