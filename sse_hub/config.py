@@ -27,6 +27,7 @@ DEFAULT_RETENTION_S = 24 * 3600.0
 DEFAULT_WORKERS = 1
 DEFAULT_DATA_DIR = Path(".sse-hub")
 DEFAULT_SHUTDOWN_TIMEOUT_S = 10.0
+DEFAULT_REQUEST_HEAD_TIMEOUT_S = 10.0
 DEFAULT_MAX_DATA_BYTES = 256 * 1024
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_BATCH_EVENTS = 1000
@@ -77,6 +78,7 @@ class Settings:
     no_access_log: bool = False
     data_dir: Path = DEFAULT_DATA_DIR
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
+    request_head_timeout_s: float = DEFAULT_REQUEST_HEAD_TIMEOUT_S
     max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_batch_events: int = DEFAULT_MAX_BATCH_EVENTS
@@ -327,6 +329,14 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "shutdown_timeout_s",
         _positive_seconds,
         f"seconds allowed for a graceful stop (default {DEFAULT_SHUTDOWN_TIMEOUT_S:g})",
+        metavar="SECONDS",
+    ),
+    Option(
+        "--request-head-timeout",
+        "request_head_timeout_s",
+        _positive_seconds,
+        "seconds a connection may take to send a complete request head, and may stay"
+        f" idle between requests (default {DEFAULT_REQUEST_HEAD_TIMEOUT_S:g})",
         metavar="SECONDS",
     ),
     Option(

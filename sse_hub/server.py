@@ -48,6 +48,11 @@ def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None
         host=settings.host,
         port=settings.port,
         shutdown_timeout=settings.shutdown_timeout_s,
+        # aiohttp's keep-alive timer starts when a connection is made, is not
+        # reset by bytes that do not complete a request, and does not fire
+        # while a handler runs: it bounds slow or silent request heads (and idle
+        # keep-alive) without touching streams and downloads.
+        keepalive_timeout=settings.request_head_timeout_s,
         handler_cancellation=True,
         reuse_port=reuse_port or None,
         access_log_class=AccessLogger,
