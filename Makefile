@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CLIENTS := tests/clients/node_modules/.installed
 PYTEST_ARGS ?=
 
 .PHONY: run test lint format bench clean venv browser docs
@@ -21,8 +22,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/sse-hub serve
 
-test: $(STAMP) browser
+test: $(STAMP) browser $(CLIENTS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Third-party SSE clients the interop tests drive (tests/clients/package-lock.json pins them).
+$(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
+	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+	touch $(CLIENTS)
 
 # The browser tests drive Debian's Chromium; install it when it is missing.
 browser:

@@ -1,0 +1,98 @@
+"""Third-party SSE clients against a real hub: what their users' handlers actually get.
+
+Node's ``eventsource`` (WHATWG-compliant), ``@microsoft/fetch-event-source`` and
+Python's ``httpx-sse`` (installed by ``make test``: tests/clients/ and the dev
+extra). Each must see exactly the published events: ids, types, multi-line and
+non-BMP data, and no empty "phantom" message for the opening ``retry:`` or for
+heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp.test_utils import TestServer
+from httpx_sse import aconnect_sse
+
+from tests.conftest import HubFactory
+from tests.test_stream import publish
+
+CLIENTS = Path(__file__).parent / "clients"
+TIMEOUT_S = 60.0
+HEARTBEAT_S = 0.2
+END = "the end"
+
+
+async def _publish_all(server: TestServer) -> list[dict[str, Any]]:
+    """Publish the samples; what a client should report for them, in order."""
+    expected = []
+    for data, event in [
+        ("plain", None),
+        ("two\r\nlines\rand\nmore", None),
+        ('{"status": "paid"}', "order.paid"),
+        ("héllo 🎉 ☃", None),
+    ]:
+        event_id = await publish(server, "t", data, event=event)
+        joined = data.replace("\r\n", "\n").replace("\r", "\n")
+        expected.append({"id": str(event_id), "event": event or "message", "data": joined})
+    return expected
+
+
+async def _quiet_then_end(server: TestServer) -> dict[str, Any]:
+    # Time for several heartbeats to pass, which no client may report: an
+    # absence over time, so a wait is the test, not a synchronisation.
+    await asyncio.sleep(HEARTBEAT_S * 5)
+    end_id = await publish(server, "t", END)
+    return {"id": str(end_id), "event": "message", "data": END}
+
+
+@pytest.mark.parametrize("client", ["eventsource", "fetch-event-source"])
+async def test_node_clients_see_exactly_the_events(start_hub: HubFactory, client: str) -> None:
+    node = shutil.which("node")
+    assert node, "node is needed (make test installs the clients with npm)"
+    server = await start_hub(heartbeat_s=HEARTBEAT_S)
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(CLIENTS / "listen.mjs"),
+        client,
+        str(server.make_url("/events?topic=t")),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=CLIENTS,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            assert json.loads(await process.stdout.readline()) == {"open": True}
+            expected = await _publish_all(server)
+            expected.append(await _quiet_then_end(server))
+            got: list[dict[str, Any]] = []
+            while not got or got[-1].get("data") != END:
+                got.append(json.loads(await process.stdout.readline()))
+        assert got == expected
+    finally:
+        process.kill()
+        await process.wait()
+
+
+async def test_httpx_sse_sees_exactly_the_events(start_hub: HubFactory) -> None:
+    server = await start_hub(heartbeat_s=HEARTBEAT_S)
+    got: list[dict[str, Any]] = []
+    async with (
+        httpx.AsyncClient(timeout=TIMEOUT_S) as http,
+        aconnect_sse(http, "GET", str(server.make_url("/events?topic=t"))) as source,
+    ):
+        async with asyncio.timeout(TIMEOUT_S):
+            expected = await _publish_all(server)
+            ending = asyncio.ensure_future(_quiet_then_end(server))
+            async for sse in source.aiter_sse():
+                got.append({"id": sse.id, "event": sse.event, "data": sse.data})
+                if sse.data == END:
+                    break
+            expected.append(await ending)
+    assert got == expected
