@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import glob
+import hashlib
 import importlib.util
+import logging
 import os
 import pwd
 import shutil
@@ -28,7 +30,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 READY_TIMEOUT_S = 60.0
+# Clusters of a root user's private directories (see _reachable_home).
+ROOT_CLUSTERS_DIR = Path("/var/lib/sse-hub")
+CLUSTER_NOTE = "CLUSTER_IS_IN"
 STOP_TIMEOUT_S = 20.0
 SOCKET_PORT = 5432
 SUPERUSER = "postgres"
@@ -87,9 +94,15 @@ def _run_as() -> RunAs | None:
 
 
 def _reachable_by(path: Path, user: RunAs) -> bool:
-    """Can ``user`` traverse every directory above ``path``? (We never chmod them.)"""
+    """Can ``user`` traverse every directory above ``path``? (We never chmod them.)
+
+    Directories not made yet are skipped: we make them, others may enter them.
+    """
     for parent in path.resolve().parents:
-        st = parent.stat()
+        try:
+            st = parent.stat()
+        except FileNotFoundError:
+            continue
         if st.st_uid == user.uid:
             ok = bool(st.st_mode & 0o100)
         elif st.st_gid == user.gid:
@@ -99,6 +112,35 @@ def _reachable_by(path: Path, user: RunAs) -> bool:
         if not ok:
             return False
     return True
+
+
+def _reachable_home(data_dir: Path, user: RunAs | None) -> Path:
+    """Where a cluster asked for in ``data_dir`` lives.
+
+    Root runs the server as another user, who may not enter a private directory
+    (root's home, a ``mktemp -d``): the cluster then lives in
+    ``ROOT_CLUSTERS_DIR``, under a name derived from ``data_dir`` (so every
+    command that names the same ``data_dir`` finds it, and two clones never
+    share one), and ``data_dir`` keeps a note of where. Nobody's permissions change.
+    """
+    if user is None or _reachable_by(data_dir, user):
+        return data_dir
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    home = ROOT_CLUSTERS_DIR / digest
+    if not _reachable_by(home, user):
+        return data_dir  # nowhere better: _prepare_dirs says why
+    data_dir.mkdir(parents=True, exist_ok=True)
+    note = data_dir / CLUSTER_NOTE
+    text = f"{home}\n"
+    if not note.exists() or note.read_text() != text:
+        note.write_text(text)
+    log.info(
+        "%s is private to root: the embedded PostgreSQL (run as %s) keeps its cluster in %s",
+        data_dir,
+        user.name,
+        home,
+    )
+    return home
 
 
 def _child_setup(user: RunAs | None, parent_pid: int) -> Callable[[], None]:
@@ -167,13 +209,13 @@ class EmbeddedPostgres:
         durable: bool = True,
         bindir: Path | None = None,
     ) -> None:
-        self.data_dir = data_dir.resolve()
+        self._user = _run_as()
+        self.data_dir = _reachable_home(data_dir.resolve(), self._user)
         self.pgdata = self.data_dir / "pgdata"
         self.log_path = self.data_dir / "postgres.log"
         self.tcp_port = tcp_port
         self.durable = durable
         self._bindir = bindir
-        self._user = _run_as()
         self._process: subprocess.Popen[bytes] | None = None
         self._socket_dir = self._choose_socket_dir()
         self.owned = False

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -9,16 +11,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
 from sse_hub.embedded_pg import (
+    CLUSTER_NOTE,
+    ROOT_CLUSTERS_DIR,
     THROWAWAY_PREFIX,
     EmbeddedPostgres,
-    EmbeddedPostgresError,
     find_bindir,
     sweep_stale_throwaways,
 )
+from tests.processes import HubProcess
+from tests.sse_client import open_stream
 
 
 def _alive(pid: int) -> bool:
@@ -163,8 +169,37 @@ def test_bindir_override_and_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root drops privileges")
-def test_unreachable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
-    private = tmp_path / "private"
-    private.mkdir(mode=0o700)
-    with pytest.raises(EmbeddedPostgresError, match="cannot reach"):
-        EmbeddedPostgres(private / "data").start()
+async def test_root_serves_from_a_private_directory_and_keeps_its_data() -> None:
+    private = Path(tempfile.mkdtemp())  # mode 0700, as root's home or mktemp -d
+    data_dir = private / ".sse-hub"
+    home: Path | None = None
+    try:
+        for round_ in range(2):
+            hub = HubProcess(["--data-dir", str(data_dir)])
+            try:
+                await hub.wait_healthy(timeout_s=120)
+                async with aiohttp.ClientSession() as session:
+                    if round_ == 0:
+                        async with session.post(
+                            f"{hub.url}/events", json={"topic": "kept", "data": "across runs"}
+                        ) as response:
+                            assert response.status == 201
+                    else:  # a new process on the same --data-dir: the event is still there
+                        stream = await open_stream(
+                            hub.port, "/events?topic=kept", headers={"Last-Event-ID": "0"}
+                        )
+                        try:
+                            assert (await stream.next_event()).data == "across runs"
+                        finally:
+                            stream.close()
+                hub.signal(signal.SIGTERM)
+                assert await hub.wait_exit() == 0
+            finally:
+                hub.stop()
+            home = Path((data_dir / CLUSTER_NOTE).read_text().strip())
+            assert home.parent == ROOT_CLUSTERS_DIR
+        assert stat.S_IMODE(os.stat(private).st_mode) == 0o700  # no permission was changed
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+        if home is not None:
+            shutil.rmtree(home, ignore_errors=True)
