@@ -154,6 +154,11 @@ class Subscriber:
     def buffer_limit_bytes(self) -> int:
         return self._limit_bytes
 
+    @property
+    def buffered_bytes(self) -> int:
+        pending = 0 if self._sink is None else self._sink.pending_bytes()
+        return pending + sum(map(len, self._frames or ()))
+
     def go_live(self, covered_through: int) -> None:
         """Everything up to ``covered_through`` was read from the store; take live frames now."""
         if self.state is State.CLOSED:

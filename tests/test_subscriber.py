@@ -97,6 +97,7 @@ def test_sink_backlog_counts_against_the_limit() -> None:
     assert sub.state is State.BEHIND
     assert sub.position == 0
     assert sink.writes == []
+    assert sub.buffered_bytes == 95
 
 
 def test_closing_sink_closes_the_subscriber() -> None:
