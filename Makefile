@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CLIENTS := tests/clients/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench clean venv browser docs
+.PHONY: run test lint format bench clean venv browser nginx docs
 
 venv: $(STAMP)
 
@@ -22,13 +22,21 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/sse-hub serve
 
-test: $(STAMP) browser $(CLIENTS)
+test: $(STAMP) browser nginx $(CLIENTS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Third-party SSE clients the interop tests drive (tests/clients/package-lock.json pins them).
 $(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
 	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 	touch $(CLIENTS)
+
+# The interop tests put Debian's nginx, on its defaults, in front of a hub.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  echo "installing Debian's nginx for the interop tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx >/dev/null; }
 
 # The browser tests drive Debian's Chromium; install it when it is missing.
 browser:

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
 from httpx_sse import aconnect_sse
 
+from sse_hub.embedded_pg import free_port
 from tests.conftest import HubFactory
 from tests.test_stream import publish
 
@@ -96,3 +101,111 @@ async def test_httpx_sse_sees_exactly_the_events(start_hub: HubFactory) -> None:
                     break
             expected.append(await ending)
     assert got == expected
+
+
+NGINX_CONF = """
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ proxy_pass http://127.0.0.1:{upstream}; }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+async def nginx_in_front(
+    start_hub: HubFactory, tmp_path: Path
+) -> AsyncIterator[tuple[str, TestServer]]:
+    """nginx on its defaults (HTTP/1.0 to the upstream, buffering on) before a hub."""
+    binary = shutil.which("nginx", path=f"{os.defpath}:/usr/sbin")
+    assert binary, "nginx is needed (make test installs it)"
+    server = await start_hub(heartbeat_s=HEARTBEAT_S)
+    port = free_port()
+    (tmp_path / "nginx.conf").write_text(
+        NGINX_CONF.format(dir=tmp_path, port=port, upstream=server.port)
+    )
+    process = await asyncio.create_subprocess_exec(
+        binary,
+        "-p",
+        str(tmp_path),
+        "-c",
+        str(tmp_path / "nginx.conf"),
+        "-g",
+        "daemon off;",
+    )
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    await asyncio.sleep(0.05)  # polling nginx's listen socket
+                    continue
+                writer.close()
+                break
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_node_eventsource_through_nginx_on_its_defaults(
+    nginx_in_front: tuple[str, TestServer],
+) -> None:
+    url, server = nginx_in_front
+    node = shutil.which("node")
+    assert node
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(CLIENTS / "listen.mjs"),
+        "eventsource",
+        f"{url}/events?topic=t",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=CLIENTS,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            assert json.loads(await process.stdout.readline()) == {"open": True}
+            expected = await _publish_all(server)
+            expected.append(await _quiet_then_end(server))
+            got: list[dict[str, Any]] = []
+            while not got or got[-1].get("data") != END:
+                got.append(json.loads(await process.stdout.readline()))
+        assert got == expected
+    finally:
+        process.kill()
+        await process.wait()
+
+
+async def test_the_body_through_nginx_is_exactly_the_frames(
+    nginx_in_front: tuple[str, TestServer],
+) -> None:
+    url, server = nginx_in_front
+    body = b""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{url}/events?topic=t") as response,
+    ):
+        assert response.status == 200
+        async with asyncio.timeout(TIMEOUT_S):
+            body += await response.content.readuntil(b"retry: 3000\n")
+            first = await publish(server, "t", "one")
+            second = await publish(server, "t", "two")
+            while b"data: two\n\n" not in body:
+                body += await response.content.readany()
+    # Heartbeats may fall anywhere between frames; nothing else may.
+    assert re.sub(rb": heartbeat\n", b"", body) == (
+        f"retry: 3000\nid: {first}\ndata: one\n\nid: {second}\ndata: two\n\n".encode()
+    )
