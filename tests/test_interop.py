@@ -14,11 +14,13 @@ import json
 import os
 import re
 import shutil
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
@@ -26,6 +28,7 @@ from httpx_sse import aconnect_sse
 
 from sse_hub.embedded_pg import free_port
 from tests.conftest import HubFactory
+from tests.processes import HubProcess
 from tests.test_stream import publish
 
 CLIENTS = Path(__file__).parent / "clients"
@@ -209,3 +212,56 @@ async def test_the_body_through_nginx_is_exactly_the_frames(
     assert re.sub(rb": heartbeat\n", b"", body) == (
         f"retry: 3000\nid: {first}\ndata: one\n\nid: {second}\ndata: two\n\n".encode()
     )
+
+
+async def _next_message(stdout: asyncio.StreamReader) -> dict[str, Any]:
+    """The next message a listen.mjs client dispatched, past opens and errors."""
+    while True:
+        line: dict[str, Any] = json.loads(await stdout.readline())
+        if "data" in line:
+            return line
+
+
+@pytest.mark.parametrize("client", ["eventsource", "fetch-event-source"])
+async def test_node_clients_resume_by_themselves_across_a_hub_restart(
+    dsn: str, db: asyncpg.Connection, client: str
+) -> None:
+    node = shutil.which("node")
+    assert node
+    args = ["--dsn", dsn, "--retry-ms", "200"]
+    first = HubProcess(args)
+    second: HubProcess | None = None
+    await first.wait_healthy()
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(CLIENTS / "listen.mjs"),
+        client,
+        f"{first.url}/events?topic=t",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=CLIENTS,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            assert json.loads(await process.stdout.readline()) == {"open": True}
+            await db.execute("SELECT sse_hub.publish('t', 'before')")
+            assert (await _next_message(process.stdout))["data"] == "before"
+            first.signal(signal.SIGTERM)
+            assert await first.wait_exit() == 0
+            for n in (1, 2):
+                await db.execute(f"SELECT sse_hub.publish('t', 'missed {n}')")
+            second = HubProcess(args, port=first.port)  # same port: the client's URL
+            await second.wait_healthy()
+            got = [await _next_message(process.stdout), await _next_message(process.stdout)]
+            await db.execute("SELECT sse_hub.publish('t', 'after')")
+            got.append(await _next_message(process.stdout))
+        ids = [row["id"] for row in await db.fetch("SELECT id FROM sse_hub.events ORDER BY id")]
+        assert [m["data"] for m in got] == ["missed 1", "missed 2", "after"]
+        assert [int(m["id"]) for m in got] == ids[1:]
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        first.stop()
+        if second is not None:
+            second.stop()

@@ -3,6 +3,9 @@
 // Usage: node listen.mjs eventsource|fetch-event-source URL
 const [client, url] = process.argv.slice(2);
 const say = (line) => process.stdout.write(JSON.stringify(line) + "\n");
+// eventsource unref()s its reconnect timer, so with the hub gone Node would exit
+// instead of reconnecting: like a browser tab, this listener lives until killed.
+setInterval(() => {}, 1 << 30);
 
 if (client === "eventsource") {
   const { EventSource } = await import("eventsource");
@@ -11,7 +14,7 @@ if (client === "eventsource") {
   const show = (e) => say({ id: e.lastEventId, event: e.type, data: e.data });
   source.onmessage = show;
   for (const type of ["order.paid", "sse-hub.reset"]) source.addEventListener(type, show);
-  source.onerror = () => say({ error: true });
+  source.onerror = (e) => say({ error: true, closed: source.readyState === EventSource.CLOSED });
 } else if (client === "fetch-event-source") {
   // It is written for browsers: the little of window and document it touches.
   globalThis.window = globalThis;
@@ -21,6 +24,9 @@ if (client === "eventsource") {
     openWhenHidden: true,
     onopen: async () => say({ open: true }),
     onmessage: (m) => say({ id: m.id, event: m.event || "message", data: m.data }),
+    // A stream that ends (the hub stopping) resolves the promise unless onclose
+    // throws: its README's way to reconnect, with the last id, after retry: ms.
+    onclose: () => { throw new Error("stream closed: reconnect"); },
     onerror: () => { say({ error: true }); },
   });
 } else {
