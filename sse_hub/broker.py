@@ -14,17 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
+from sse_hub.frames import Encoded
 from sse_hub.subscriber import State, Subscriber
-
-
-class Encoded(NamedTuple):
-    """One event ready for the wire: its SSE frame, encoded once for every subscriber."""
-
-    id: int
-    topic: str
-    frame: bytes
 
 
 class Broker(Protocol):

@@ -22,10 +22,19 @@ import codecs
 import json
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 RESET_EVENT = "sse-hub.reset"
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class Encoded(NamedTuple):
+    """One event ready for the wire: its SSE frame, encoded once for every subscriber."""
+
+    id: int
+    topic: str
+    frame: bytes
 
 
 def retry_line(retry_ms: int) -> bytes:

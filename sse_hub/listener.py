@@ -23,8 +23,9 @@ from typing import Any
 import asyncpg
 
 from sse_hub import frames, store
-from sse_hub.broker import Broker, Encoded
+from sse_hub.broker import Broker
 from sse_hub.committer import GroupCommitter
+from sse_hub.frames import Encoded
 from sse_hub.tasks import stop_task
 
 log = logging.getLogger(__name__)

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from sse_hub.events import TopicPattern
-
-if TYPE_CHECKING:
-    from sse_hub.broker import Encoded
+from sse_hub.frames import Encoded
 
 
 class State(enum.Enum):

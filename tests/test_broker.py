@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from sse_hub.broker import Encoded, InMemoryBroker, TopicIndex
+from sse_hub.broker import InMemoryBroker, TopicIndex
 from sse_hub.events import TopicPattern
+from sse_hub.frames import Encoded
 from sse_hub.subscriber import State, Subscriber
 from tests.test_subscriber import RecordingSink
 

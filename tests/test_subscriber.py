@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import asyncio
 
-from sse_hub.broker import Encoded
 from sse_hub.events import TopicPattern
+from sse_hub.frames import Encoded
 from sse_hub.subscriber import State, Subscriber
 
 PATTERNS = (TopicPattern("a"),)
