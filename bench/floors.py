@@ -118,12 +118,12 @@ def commit_floor(dsn: str | None) -> None:
         folder = Path(tempfile.mkdtemp(prefix="sse-hub-bench-floor-pg-"))
         os.chmod(folder, 0o755)
         database = EmbeddedPostgres(folder, durable=True)
-        dsn = database.start()
+        dsn = asyncio.run(database.start())
     try:
         latencies = asyncio.run(_commit_latencies_ms(dsn))
     finally:
         if database is not None:
-            database.remove()
+            asyncio.run(database.remove())
     print(
         f"PostgreSQL commit latency at {COMMITS_PER_S:,}/s ({len(latencies):,} commits): "
         f"p50 {_quantile(latencies, 0.5):.2f} ms, p99 {_quantile(latencies, 0.99):.2f} ms, "

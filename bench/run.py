@@ -210,7 +210,7 @@ class Bench:
                 folder = Path(tempfile.mkdtemp(prefix="sse-hub-bench-pg-"))
                 os.chmod(folder, 0o755)
                 self.db = EmbeddedPostgres(folder, durable=True)
-            self.dsn = self.db.start()
+            self.dsn = asyncio.run(self.db.start())
             say(f"PostgreSQL: embedded, {self.args.pg} ({self.db.data_dir}), pid {self.db.pid}")
         self.pg_version = server_version(self.dsn)
 
@@ -554,7 +554,9 @@ def main(argv: list[str] | None = None) -> int:
         say("\ninterrupted: servers stopped; reporting what was measured")
     finally:
         if bench.db is not None:
-            bench.db.remove()  # stops the server and deletes its temporary data directory
+            asyncio.run(
+                bench.db.remove()
+            )  # stops the server and deletes its temporary data directory
         shutil.rmtree(work, ignore_errors=True)
     summary = report.summarise(bench.results)
     goal_rows = report.goals(summary)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
 
@@ -12,8 +11,8 @@ from sse_hub.auth import VERIFIER, Verifier
 from sse_hub.config import Settings, load_settings
 from sse_hub.cors import add_cors
 from sse_hub.dashboard import add_dashboard
-from sse_hub.downloads import serve_file
-from sse_hub.embedded_pg import EmbeddedPostgres
+from sse_hub.database import Database, open_database
+from sse_hub.downloads import check_files_dir, serve_file
 from sse_hub.fallbacks import add_fallbacks
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB
@@ -28,58 +27,58 @@ from sse_hub.throttle import THROTTLE, Throttle
 log = logging.getLogger(__name__)
 
 
-async def prepare_database(
-    settings: Settings, *, pg_bindir: str | None = None
-) -> tuple[str, EmbeddedPostgres | None]:
-    """The DSN to use (starting the embedded PostgreSQL when none is configured), migrated.
+async def prepare_database(settings: Settings) -> Database:
+    """The hub's database (``database.open_database``), migrated.
 
     The database also learns ``--max-data``, so SQL producers get the same limit.
     """
-    embedded: EmbeddedPostgres | None = None
-    dsn = settings.dsn
-    if dsn is None:
-        embedded = EmbeddedPostgres(
-            Path(settings.data_dir), bindir=Path(pg_bindir) if pg_bindir else None
-        )
-        dsn = embedded.start()
-        log.info("embedded PostgreSQL in %s", embedded.data_dir)
+    database = await open_database(settings)
     try:
-        applied = await migrate_dsn(dsn, max_data_bytes=settings.max_data_bytes)
+        applied = await migrate_dsn(database.dsn, max_data_bytes=settings.max_data_bytes)
     except BaseException:
-        if embedded is not None:
-            embedded.stop()
+        await database.close()
         raise
     for name in applied:
         log.info("applied migration %s", name)
-    return dsn, embedded
+    return database
 
 
-def create_app(settings: Settings, *, pg_bindir: str | None = None) -> web.Application:
+def check_startup(settings: Settings) -> Verifier | None:
+    """What the settings name outside themselves (the public key file, ``--files-dir``).
+
+    Raises ``ConfigError`` naming the flag; returns the token verifier, if any.
+    """
+    check_files_dir(settings)
+    return Verifier.from_settings(settings)
+
+
+def create_app(settings: Settings) -> web.Application:
     """The hub as an aiohttp application; mountable with ``add_subapp``.
 
-    Raises ``ConfigError`` for a public key it cannot use.
+    Raises ``ConfigError`` for a public key it cannot use or a ``--files-dir``
+    that is not a directory. Its database starts with the application, without
+    blocking the event loop.
     """
+    verifier = check_startup(settings)
     # No middleware: errors are answered by each route (``answering_problems``) and
     # by the fallback routes, so aiohttp calls handlers without a chain around them.
     app = web.Application(client_max_size=settings.max_body_bytes)
-    verifier = Verifier.from_settings(settings)
     if verifier is not None:
         app[VERIFIER] = verifier
     app[THROTTLE] = Throttle(settings)
     add_cors(app, settings.cors_origins)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        dsn, embedded = await prepare_database(settings, pg_bindir=pg_bindir)
+        database = await prepare_database(settings)
         try:
-            hub = await Hub.start(settings, dsn)
+            hub = await Hub.start(settings, database.dsn)
             app[HUB] = hub
             try:
                 yield
             finally:
                 await hub.close()
         finally:
-            if embedded is not None and embedded.owned:
-                embedded.stop()
+            await database.close()
 
     async def end_streams(app: web.Application) -> None:
         if HUB in app:

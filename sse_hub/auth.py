@@ -26,6 +26,7 @@ import hmac
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -74,7 +75,7 @@ class Verifier:
         if settings.jwt_key is not None:
             return cls(settings.jwt_key, HMAC_ALGORITHMS, require_exp=require_exp)
         if settings.jwt_public_key is not None:
-            key, algorithms = _public_key(settings.jwt_public_key)
+            key, algorithms = _public_key(_read_pem(settings.jwt_public_key))
             return cls(key, algorithms, require_exp=require_exp)
         return None
 
@@ -104,6 +105,15 @@ class Verifier:
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise Unauthorized(f"the token is not valid: {exc}", error="invalid_token") from None
         return _grant(claims)
+
+
+def _read_pem(path: Path) -> str:
+    try:
+        return path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            "--jwt-public-key", f"cannot read key file {str(path)!r}: {exc}"
+        ) from None
 
 
 def _public_key(pem: str) -> tuple[Any, tuple[str, ...]]:

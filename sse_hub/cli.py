@@ -10,19 +10,12 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import asyncpg
+
 from sse_hub import store
-from sse_hub.auth import Verifier
-from sse_hub.config import (
-    SERVE_OPTIONS,
-    Settings,
-    data_dir_from_env,
-    env_flag,
-    load_dsn,
-    load_settings,
-    parse_duration_s,
-    parse_jwt_key,
-)
-from sse_hub.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
+from sse_hub.config import SERVE_OPTIONS, Option, Settings, load_settings, parse_duration_s
+from sse_hub.database import open_database
+from sse_hub.embedded_pg import EmbeddedPostgresError
 from sse_hub.errors import ConfigError, HubError
 from sse_hub.events import new_event, parse_patterns, validate_topic
 from sse_hub.migrate import PRODUCER_ROLE, MigrationError, grant_producer, migrate_dsn
@@ -43,15 +36,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _add_dsn(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dsn",
-        help="PostgreSQL DSN (else SSE_HUB_DSN, else DATABASE_URL; "
-        "without any, the embedded PostgreSQL in --data-dir)",
-    )
-    parser.add_argument(
-        "--data-dir", help="the embedded PostgreSQL's data directory (default .sse-hub/)"
-    )
+def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+    help_text = f"{option.help} [env {', '.join(option.env_names)}]"
+    if option.switch:
+        parser.add_argument(option.flag, dest=option.dest, action="store_true", help=help_text)
+    elif option.repeatable:
+        parser.add_argument(
+            option.flag, dest=option.dest, action="append", metavar=option.metavar, help=help_text
+        )
+    else:
+        parser.add_argument(option.flag, dest=option.dest, metavar=option.metavar, help=help_text)
+
+
+# What the commands other than serve take on their command line; every other
+# setting (--max-data, --max-topics...) they read from its SSE_HUB_* variable.
+_DATABASE_FLAGS = ("--dsn", "--data-dir", "--pg-bindir")
+
+
+def _add_database_options(parser: argparse.ArgumentParser) -> None:
+    for option in SERVE_OPTIONS:
+        if option.flag in _DATABASE_FLAGS:
+            _add_option(parser, option)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,21 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "environment twin, e.g. --port and SSE_HUB_PORT; a flag wins over its variable.",
     )
     for option in SERVE_OPTIONS:
-        help_text = f"{option.help} [env {option.env}]"
-        if option.switch:
-            serve.add_argument(option.flag, dest=option.dest, action="store_true", help=help_text)
-        elif option.repeatable:
-            serve.add_argument(
-                option.flag,
-                dest=option.dest,
-                action="append",
-                metavar=option.metavar,
-                help=help_text,
-            )
-        else:
-            serve.add_argument(
-                option.flag, dest=option.dest, metavar=option.metavar, help=help_text
-            )
+        _add_option(serve, option)
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     migrate = commands.add_parser(
@@ -93,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply the pending files of migrations/ "
         "(safe to run from several hubs at once).",
     )
-    _add_dsn(migrate)
+    _add_database_options(migrate)
 
     grant = commands.add_parser(
         "grant",
@@ -103,30 +94,32 @@ def build_parser() -> argparse.ArgumentParser:
         "the hub's tables. Applies pending migrations first.",
     )
     grant.add_argument("role", metavar="ROLE", help="the database role of a producer")
-    _add_dsn(grant)
+    _add_database_options(grant)
 
     publish = commands.add_parser(
         "publish",
         help="publish one event",
-        description="Publish one event and print its id as the last line.",
+        description="Publish one event and print its id as the last line. "
+        "Needs a migrated database (sse-hub serve or sse-hub migrate).",
     )
     publish.add_argument("topic", help="the topic, e.g. orders/42")
     publish.add_argument("data", nargs="?", help="the data, or - to read it from stdin")
     publish.add_argument("--event", help="the event type (the SSE 'event:' field)")
-    _add_dsn(publish)
+    _add_database_options(publish)
 
     tail = commands.add_parser(
         "tail",
         help="print events as they arrive",
         description="Print events of the given topics (patterns like orders/* and * work) "
-        "as they arrive, straight from the database.",
+        "as they arrive, straight from the database (which sse-hub serve or sse-hub migrate "
+        "has migrated).",
     )
     tail.add_argument("topics", nargs="+", metavar="TOPIC")
     tail.add_argument("--last-event-id", help="replay what came after this id first (or earliest)")
     tail.add_argument(
         "--json", action="store_true", help="print one JSON object per event, for scripts"
     )
-    _add_dsn(tail)
+    _add_database_options(tail)
 
     token = commands.add_parser(
         "token",
@@ -189,30 +182,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from sse_hub.app import check_startup
     from sse_hub.server import serve
 
     settings = load_settings(vars(args))
-    Verifier.from_settings(settings)  # an unusable public key stops here, before any worker
-    return serve(settings, reuse_port=args.reuse_port, pg_bindir=env_flag("PG_BINDIR"))
+    check_startup(settings)  # before any worker starts
+    return serve(settings, reuse_port=args.reuse_port)
 
 
-def _with_database(
-    args: argparse.Namespace, work: Callable[[str], Coroutine[Any, Any, int]]
-) -> int:
+def _with_database(settings: Settings, work: Callable[[str], Coroutine[Any, Any, int]]) -> int:
     """Run ``work(dsn)`` on the configured database, else on the embedded one."""
-    dsn = load_dsn(args.dsn)
-    embedded: EmbeddedPostgres | None = None
-    if dsn is None:
-        bindir = env_flag("PG_BINDIR")
-        embedded = EmbeddedPostgres(
-            data_dir_from_env(args.data_dir), bindir=Path(bindir) if bindir else None
-        )
-        dsn = embedded.start()
-    try:
-        return asyncio.run(work(dsn))
-    finally:
-        if embedded is not None and embedded.owned:
-            embedded.stop()
+
+    async def run() -> int:
+        database = await open_database(settings)
+        try:
+            return await work(database.dsn)
+        except (
+            asyncpg.InvalidSchemaNameError,
+            asyncpg.UndefinedTableError,
+            asyncpg.UndefinedFunctionError,
+        ) as exc:
+            raise MigrationError(
+                f"{exc}: the database is missing sse_hub's tables or functions; "
+                "run 'sse-hub migrate' (sse-hub serve also applies them)"
+            ) from None
+        finally:
+            await database.close()
+
+    return asyncio.run(run())
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -221,13 +218,11 @@ def _migrate(args: argparse.Namespace) -> int:
         print("applied: " + ", ".join(applied) if applied else "nothing to apply")
         return EXIT_OK
 
-    return _with_database(args, work)
+    return _with_database(load_settings(vars(args)), work)
 
 
 def _grant(args: argparse.Namespace) -> int:
     async def work(dsn: str) -> int:
-        import asyncpg
-
         await migrate_dsn(dsn)
         conn = await asyncpg.connect(dsn)
         try:
@@ -237,22 +232,20 @@ def _grant(args: argparse.Namespace) -> int:
         print(f"{args.role} is a member of {PRODUCER_ROLE}: it may call sse_hub.publish()")
         return EXIT_OK
 
-    return _with_database(args, work)
+    return _with_database(load_settings(vars(args)), work)
 
 
 def _publish(args: argparse.Namespace) -> int:
+    settings = load_settings(vars(args))
     if args.data is None or args.data == "-":
         if args.data is None and sys.stdin.isatty():
             raise ConfigError("DATA", "give the data, or - to read it from stdin")
         data = sys.stdin.read()
     else:
         data = args.data
-    event = new_event(args.topic, data, args.event, max_data_bytes=Settings().max_data_bytes)
+    event = new_event(args.topic, data, args.event, max_data_bytes=settings.max_data_bytes)
 
     async def work(dsn: str) -> int:
-        import asyncpg
-
-        await migrate_dsn(dsn)
         conn = await asyncpg.connect(dsn)
         try:
             (event_id,) = await store.append(conn, [event])
@@ -261,7 +254,7 @@ def _publish(args: argparse.Namespace) -> int:
         print(event_id)
         return EXIT_OK
 
-    return _with_database(args, work)
+    return _with_database(settings, work)
 
 
 def _print_line(line: str) -> None:
@@ -269,7 +262,7 @@ def _print_line(line: str) -> None:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = load_settings(vars(args))
     patterns = parse_patterns(args.topics, max_count=settings.max_topics_per_stream)
     resume = parse_resume(args.last_event_id, [])
 
@@ -277,8 +270,7 @@ def _tail(args: argparse.Namespace) -> int:
         from sse_hub.feed import FeedClosed
         from sse_hub.hub import Hub
 
-        await migrate_dsn(dsn)
-        hub = await Hub.start(Settings(dsn=dsn), dsn, retention=False)
+        hub = await Hub.start(settings, dsn, retention=False)
         feed = hub.feed(patterns, resume)
         await feed.open()
         colour = sys.stdout.isatty() and not args.json
@@ -297,7 +289,7 @@ def _tail(args: argparse.Namespace) -> int:
             feed.close()
             await hub.close()
 
-    return _with_database(args, work)
+    return _with_database(settings, work)
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -314,15 +306,11 @@ def _token(args: argparse.Namespace) -> int:
     if args.private_key:
         private_pem = Path(args.private_key).expanduser().read_text(encoding="ascii")
     else:
-        key = args.jwt_key or env_flag("SSE_HUB_JWT_KEY") or ""
+        key = load_settings(vars(args)).jwt_key or ""
         if not key:
             raise ConfigError(
                 "--jwt-key", "give the hub's key (or SSE_HUB_JWT_KEY), or --private-key"
             )
-        try:
-            parse_jwt_key(key)
-        except ValueError as exc:
-            raise ConfigError("--jwt-key", str(exc)) from None
     try:
         token = mint_token(
             key=key,

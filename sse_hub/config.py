@@ -1,9 +1,13 @@
 """Settings: one frozen value built from command-line flags and ``SSE_HUB_*`` variables.
 
-This is the only module that reads the environment. Every option is declared
-once in ``SERVE_OPTIONS``; the CLI builds its flags from the same table, so a
-flag, its environment twin and its help text cannot drift apart. A flag given on
-the command line wins over its environment variable, which wins over the default.
+This is the only module that reads the environment, and it reads nothing else:
+paths (``--files-dir``, ``--jwt-public-key``) stay paths here, and the code that
+uses them checks them at start-up. Every option is declared once in
+``SERVE_OPTIONS``; the CLI builds its flags from the same table, and every
+command loads its settings through ``load_settings``, so a flag, its environment
+variables and its help text cannot drift apart. A flag given on the command line
+wins over its environment variables (in the order of ``Option.env_names``),
+which win over the default.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sse_hub.errors import ConfigError
-from sse_hub.ratelimit import IPNetwork, Rate, parse_rate
+from sse_hub.ratelimit import IPNetwork, Rate, is_loopback, parse_rate
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -53,8 +57,6 @@ MIN_JWT_KEY_BYTES = 32
 # section 3.5). Versioned artefacts can use "public, max-age=31536000, immutable".
 DEFAULT_FILES_CACHE_CONTROL = "no-cache"
 
-DSN_ENV_CHAIN = ("SSE_HUB_DSN", "DATABASE_URL")
-
 _DURATION_UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([a-zA-Z]*)")
 
@@ -64,12 +66,12 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     dsn: str | None = None
-    files_dir: Path | None = None
+    files_dir: Path | None = None  # checked by the hub at start-up (downloads.check_files_dir)
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
     retry_ms: int = DEFAULT_RETRY_MS
     retention_s: float = DEFAULT_RETENTION_S
     jwt_key: str | None = None
-    jwt_public_key: str | None = None
+    jwt_public_key: Path | None = None  # a PEM file, read by auth.Verifier.from_settings
     cors_origins: tuple[str, ...] = ()
     workers: int = DEFAULT_WORKERS
     insecure_no_auth: bool = False
@@ -77,6 +79,7 @@ class Settings:
     metrics_token: str | None = None
     no_access_log: bool = False
     data_dir: Path = DEFAULT_DATA_DIR
+    pg_bindir: Path | None = None  # None: embedded_pg.find_bindir looks for them
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
     request_head_timeout_s: float = DEFAULT_REQUEST_HEAD_TIMEOUT_S
     max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
@@ -144,11 +147,8 @@ def _nonempty(text: str) -> str:
     return text
 
 
-def _directory(text: str) -> Path:
-    path = Path(text).expanduser()
-    if not path.is_dir():
-        raise ValueError(f"{text!r} is not a directory")
-    return path.resolve()
+def _path(text: str) -> Path:
+    return Path(_nonempty(text)).expanduser()
 
 
 def parse_jwt_key(text: str) -> str:
@@ -183,16 +183,6 @@ def _header_value(text: str) -> str:
     return text
 
 
-def _pem_file(text: str) -> str:
-    try:
-        content = Path(text).expanduser().read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read key file {text!r}: {exc}") from None
-    if "-----BEGIN" not in content:
-        raise ValueError(f"{text!r} is not a PEM file")
-    return content
-
-
 def _origin(text: str) -> str:
     text = text.strip().rstrip("/")
     if text != "*" and not re.fullmatch(r"https?://[^/\s]+", text):
@@ -220,10 +210,17 @@ class Option:
     repeatable: bool = False
     switch: bool = False
     metavar: str | None = None
+    # Read after the SSE_HUB_* twin, for names other tools already use (DATABASE_URL).
+    env_fallbacks: tuple[str, ...] = ()
 
     @property
     def env(self) -> str:
         return "SSE_HUB_" + self.flag.removeprefix("--").replace("-", "_").upper()
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        """The environment variables read for this option, first one set wins."""
+        return (self.env, *self.env_fallbacks)
 
     @property
     def dest(self) -> str:
@@ -237,10 +234,10 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "--dsn",
         "dsn",
         _nonempty,
-        "PostgreSQL DSN (also SSE_HUB_DSN or DATABASE_URL); "
-        "without one an embedded PostgreSQL is started",
+        "PostgreSQL DSN; without one an embedded PostgreSQL is started",
+        env_fallbacks=("DATABASE_URL",),
     ),
-    Option("--files-dir", "files_dir", _directory, "directory served under /files/"),
+    Option("--files-dir", "files_dir", _path, "directory served under /files/", metavar="DIR"),
     Option(
         "--heartbeat",
         "heartbeat_s",
@@ -272,7 +269,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     Option(
         "--jwt-public-key",
         "jwt_public_key",
-        _pem_file,
+        _path,
         "PEM public key file (RS256/ES256); enables authorisation",
         metavar="PEM_FILE",
     ),
@@ -321,8 +318,18 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     Option(
         "--data-dir",
         "data_dir",
-        lambda text: Path(_nonempty(text)),
+        _path,
         f"where the embedded PostgreSQL keeps its data (default {DEFAULT_DATA_DIR}/)",
+        metavar="DIR",
+    ),
+    Option(
+        "--pg-bindir",
+        "pg_bindir",
+        _path,
+        "PostgreSQL's binaries for the embedded server (default: the newest of"
+        " /usr/lib/postgresql/*/bin, else the 'embedded' extra's)",
+        metavar="DIR",
+        env_fallbacks=("PG_BINDIR",),
     ),
     Option(
         "--shutdown-timeout",
@@ -445,8 +452,7 @@ def _raw_value(option: Option, flags: Mapping[str, Any], environ: Mapping[str, s
     given = flags.get(option.dest)
     if given not in (None, [], False):
         return given
-    names = DSN_ENV_CHAIN if option.field == "dsn" else (option.env,)
-    for name in names:
+    for name in option.env_names:
         value = environ.get(name)
         if value:
             if option.repeatable:
@@ -482,44 +488,13 @@ def load_settings(
     return settings
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_exposure(settings: Settings) -> None:
     if settings.jwt_key and settings.jwt_public_key:
         raise ConfigError("--jwt-key", "give either --jwt-key or --jwt-public-key, not both")
     exposed = not settings.auth_enabled and not settings.insecure_no_auth
-    if exposed and not _is_loopback(settings.host):
+    if exposed and not is_loopback(settings.host):
         raise ConfigError(
             "--host",
             f"refusing to serve {settings.host} without authorisation; "
             "set --jwt-key/--jwt-public-key, or pass --insecure-no-auth",
         )
-
-
-def load_dsn(flag_value: str | None, environ: Mapping[str, str] | None = None) -> str | None:
-    """The DSN for ``publish``, ``tail`` and ``migrate``: flag, then the env chain."""
-    env = os.environ if environ is None else environ
-    if flag_value:
-        return flag_value
-    for name in DSN_ENV_CHAIN:
-        if env.get(name):
-            return env[name]
-    return None
-
-
-def data_dir_from_env(flag_value: str | None, environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    return Path(flag_value or env.get("SSE_HUB_DATA_DIR") or DEFAULT_DATA_DIR)
-
-
-def env_flag(name: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """Read one named variable; for the few knobs outside ``Settings`` (tests, bench)."""
-    env = os.environ if environ is None else environ
-    return env.get(name) or None

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sse_hub.config import DSN_ENV_CHAIN, SERVE_OPTIONS, Option, Settings, parse_duration_s
+from sse_hub.config import SERVE_OPTIONS, Option, Settings, parse_duration_s
 
 SOURCE = "python -m sse_hub.config_reference"
 REGENERATE = "make docs"
@@ -102,9 +102,7 @@ def _flag_text(option: Option) -> str:
 
 
 def _env_text(option: Option) -> str:
-    # load_settings reads the DSN from a chain of variables, every other option from its twin.
-    names = DSN_ENV_CHAIN if option.field == "dsn" else (option.env,)
-    return ", then ".join(f"`{name}`" for name in names)
+    return ", then ".join(f"`{name}`" for name in option.env_names)
 
 
 def render(options: Sequence[Option] = SERVE_OPTIONS) -> str:

@@ -29,7 +29,8 @@ from aiofiles.threadpool.binary import AsyncBufferedReader
 from aiohttp import hdrs, web
 
 from sse_hub.auth import authorize_download
-from sse_hub.errors import NotFound
+from sse_hub.config import Settings
+from sse_hub.errors import ConfigError, NotFound
 from sse_hub.keys import HUB
 from sse_hub.ranges import entity_tag, http_date, if_range_holds, not_modified, parse_range
 
@@ -158,6 +159,13 @@ async def _open(path: Path) -> AsyncBufferedReader:
         raise
     except OSError:
         raise NotFound("no such file") from None
+
+
+def check_files_dir(settings: Settings) -> None:
+    """At start-up: ``--files-dir``, when given, must be a directory."""
+    folder = settings.files_dir
+    if folder is not None and not folder.is_dir():
+        raise ConfigError("--files-dir", f"{str(folder)!r} is not a directory")
 
 
 async def serve_file(request: web.Request) -> web.StreamResponse:

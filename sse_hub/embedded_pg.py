@@ -8,10 +8,19 @@ socket in the data directory, or on a free 127.0.0.1 port when asked (tests).
 The server must never outlive its hub, even one killed with SIGKILL: it is
 started with a parent-death signal (Linux ``PR_SET_PDEATHSIG``), so the kernel
 sends it SIGINT (fast shutdown) the moment its parent goes away.
+
+Starting and stopping are coroutines that never block the event loop: ``initdb``
+runs as an asyncio subprocess, and readiness and exit are polled between
+``asyncio.sleep`` calls, so an application that mounts the hub keeps answering
+while its database comes up (``initdb`` alone takes seconds). The server itself is
+a plain ``subprocess.Popen`` child, forked from the loop's thread (the parent-death
+signal follows the thread that forks): it outlives the event loop that started
+it, which a supervisor running several loops needs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import glob
@@ -33,6 +42,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
+POLL_INTERVAL_S = 0.02
 # Clusters of a root user's private directories (see _reachable_home).
 ROOT_CLUSTERS_DIR = Path("/var/lib/sse-hub")
 CLUSTER_NOTE = "CLUSTER_IS_IN"
@@ -260,7 +270,7 @@ class EmbeddedPostgres:
                 self.log_path.touch()
             os.chown(self.log_path, self._user.uid, self._user.gid)
 
-    def _initdb(self, bindir: Path) -> None:
+    async def _initdb(self, bindir: Path) -> None:
         if (self.pgdata / "PG_VERSION").is_file():
             return
         # initdb into a sibling and rename, so a crash never leaves half a cluster.
@@ -281,17 +291,26 @@ class EmbeddedPostgres:
         ]
         if not self.durable:
             command.append("--no-sync")
-        result = subprocess.run(
-            command,
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             preexec_fn=_child_setup(self._user, os.getpid()),
-            check=False,
         )
-        if result.returncode != 0:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                output, _ = await process.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
             shutil.rmtree(staging, ignore_errors=True)
-            output = result.stdout.decode(errors="replace")[-2000:]
-            raise EmbeddedPostgresError(f"initdb failed:\n{output}")
+            raise
+        if process.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            text = output.decode(errors="replace")[-2000:]
+            raise EmbeddedPostgresError(f"initdb failed:\n{text}")
         staging.rename(self.pgdata)
 
     def _running_postmaster(self) -> int | None:
@@ -330,21 +349,34 @@ class EmbeddedPostgres:
                 command += ["-c", setting]
         return command
 
-    def start(self) -> str:
+    async def start(self) -> str:
         """Start (or reuse a running server on) this cluster; returns the DSN."""
         if self._process is not None and self._process.poll() is None:
             return self.dsn
         bindir = self._bindir or find_bindir()
         self._prepare_dirs()
-        self._initdb(bindir)
+        await self._initdb(bindir)
         existing = self._running_postmaster()
         if existing is not None:
             # Another hub owns this cluster: use it, leave stopping it to the owner.
-            self._wait_ready(None)
+            await self._wait_ready(None)
             self.owned = False
             return self.dsn
+        self._process = self._spawn_server(bindir)
+        self.owned = True
+        try:
+            await self._wait_ready(self._process)
+        except BaseException:
+            await self.stop()
+            raise
+        return self.dsn
+
+    def _spawn_server(self, bindir: Path) -> subprocess.Popen[bytes]:
+        # A plain Popen, not an asyncio subprocess: the server must outlive the
+        # event loop that starts it (a supervisor runs one loop to start it and
+        # another to stop it). Forking returns at once; readiness is awaited.
         with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
+            return subprocess.Popen(
                 self._server_command(bindir),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -352,11 +384,8 @@ class EmbeddedPostgres:
                 preexec_fn=_child_setup(self._user, os.getpid()),
                 start_new_session=True,  # a terminal's Ctrl-C reaches the hub, not the server
             )
-        self.owned = True
-        self._wait_ready(self._process)
-        return self.dsn
 
-    def _wait_ready(self, process: subprocess.Popen[bytes] | None) -> None:
+    async def _wait_ready(self, process: subprocess.Popen[bytes] | None) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         pid_file = self.pgdata / "postmaster.pid"
         while time.monotonic() < deadline:
@@ -368,7 +397,7 @@ class EmbeddedPostgres:
                 lines = pid_file.read_text().splitlines()
                 if len(lines) >= 8 and lines[7].strip() == "ready":
                     return
-            time.sleep(0.02)
+            await asyncio.sleep(POLL_INTERVAL_S)
         raise EmbeddedPostgresError(f"postgres was not ready in time:\n{self._log_tail()}")
 
     def _log_tail(self) -> str:
@@ -377,20 +406,29 @@ class EmbeddedPostgres:
         except OSError:
             return "(no log)"
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop the server if this object started it; idempotent."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGINT)  # fast shutdown: clean, no recovery on next start
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
+        if not await _exited(process, STOP_TIMEOUT_S):
             process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
+            await _exited(process, STOP_TIMEOUT_S)
 
-    def remove(self) -> None:
+    async def remove(self) -> None:
         """Stop and delete the whole data directory (throwaway clusters)."""
-        self.stop()
+        await self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
         if self._socket_dir.parent != self.data_dir:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+
+async def _exited(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Wait, without blocking the loop, until ``process`` exits; whether it did in time."""
+    deadline = time.monotonic() + timeout_s
+    while process.poll() is None:
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(POLL_INTERVAL_S)
+    return True

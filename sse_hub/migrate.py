@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS sse_hub.schema_migrations (
 
 log = logging.getLogger(__name__)
 
+_SCHEMA_EXISTS = "42P06"  # duplicate_schema
+
 
 class MigrationError(Exception):
     pass
@@ -94,6 +96,8 @@ def _log_server_message(name: str) -> Callable[[object, Any], None]:
     """Log what a migration file raises: WARNING as a warning, NOTICE as information."""
 
     def listener(_: object, message: Any) -> None:
+        if getattr(message, "sqlstate", None) == _SCHEMA_EXISTS:
+            return  # 0001 says CREATE SCHEMA IF NOT EXISTS after _BOOTSTRAP made it
         severity = getattr(message, "severity_en", None) or getattr(message, "severity", "")
         level = logging.WARNING if severity == "WARNING" else logging.INFO
         hint = getattr(message, "hint", None)

@@ -138,6 +138,9 @@ def address_key(address: str) -> str:
 
 
 def is_loopback(address: str) -> bool:
+    """``localhost``, 127.0.0.0/8, ``::1`` (also IPv4-mapped): a client or a bind address."""
+    if address == "localhost":
+        return True
     ip = _ip(address)
     return ip is not None and ip.is_loopback
 

@@ -34,11 +34,11 @@ MAX_RESTARTS_PER_WORKER = 5
 _PR_SET_PDEATHSIG = 1
 
 
-def serve(settings: Settings, *, reuse_port: bool = False, pg_bindir: str | None = None) -> int:
+def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     _raise_open_files_limit()
     if settings.workers > 1:
-        return _supervise(settings, pg_bindir=pg_bindir)
-    app = create_app(settings, pg_bindir=pg_bindir)
+        return _supervise(settings)
+    app = create_app(settings)
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
     if settings.no_access_log:
         logging.getLogger(ACCESS_LOGGER_NAME).setLevel(logging.WARNING)
@@ -90,9 +90,9 @@ def _worker_command() -> list[str]:
     return [sys.executable, "-m", "sse_hub", *sys.argv[1:], "--workers", "1", "--reuse-port"]
 
 
-def _supervise(settings: Settings, *, pg_bindir: str | None) -> int:
-    dsn, embedded = asyncio.run(prepare_database(settings, pg_bindir=pg_bindir))
-    env = dict(os.environ, SSE_HUB_DSN=dsn)
+def _supervise(settings: Settings) -> int:
+    database = asyncio.run(prepare_database(settings))
+    env = dict(os.environ, SSE_HUB_DSN=database.dsn)
     stopping = False
 
     def start_worker() -> subprocess.Popen[bytes]:
@@ -136,6 +136,5 @@ def _supervise(settings: Settings, *, pg_bindir: str | None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if embedded is not None and embedded.owned:
-            embedded.stop()
+        asyncio.run(database.close())
     return 0

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -40,9 +43,9 @@ def pg_admin_dsn() -> Iterator[str]:
         return
     server = EmbeddedPostgres.throwaway()
     try:
-        yield server.start()
+        yield asyncio.run(server.start())
     finally:
-        server.remove()
+        asyncio.run(server.remove())
 
 
 async def _admin(dsn: str, *statements: str) -> None:
@@ -122,3 +125,16 @@ def app_of(server: TestServer) -> web.Application:
     app = server.app
     assert app is not None
     return app
+
+
+@pytest.fixture
+def cluster_dir() -> Iterator[Path]:
+    """A folder for an embedded cluster of the test's own.
+
+    Not under pytest's tmp_path: its parents are private to root, and the server
+    may run as another user that must be able to reach the directory.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="sse-hub-test-cluster-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

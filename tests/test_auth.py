@@ -83,6 +83,13 @@ def _pem(key: Any) -> str:
     return pem.decode()
 
 
+def _key_file(key: Any, folder: Path) -> Path:
+    """``--jwt-public-key`` names a file: ``key``'s public half, written in ``folder``."""
+    path = folder / f"key-{id(key)}.pub.pem"
+    path.write_text(_pem(key), encoding="ascii")
+    return path
+
+
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -131,9 +138,9 @@ def test_bad_tokens_are_unauthorized(bad: str) -> None:
     assert info.value.error == "invalid_token"
 
 
-def test_public_keys_choose_their_algorithm() -> None:
-    rsa_verifier = Verifier.from_settings(Settings(jwt_public_key=_pem(RSA_KEY)))
-    ec_verifier = Verifier.from_settings(Settings(jwt_public_key=_pem(EC_KEY)))
+def test_public_keys_choose_their_algorithm(tmp_path: Path) -> None:
+    rsa_verifier = Verifier.from_settings(Settings(jwt_public_key=_key_file(RSA_KEY, tmp_path)))
+    ec_verifier = Verifier.from_settings(Settings(jwt_public_key=_key_file(EC_KEY, tmp_path)))
     assert rsa_verifier is not None
     assert ec_verifier is not None
     assert rsa_verifier.algorithms == ["RS256"]
@@ -151,12 +158,17 @@ def test_public_keys_choose_their_algorithm() -> None:
     assert Verifier(KEY, ["HS256"]).verify(forged_hs256({}, KEY.encode()))  # the forger works
 
 
-def test_unusable_public_keys_stop_the_hub() -> None:
+def test_unusable_public_keys_stop_the_hub(tmp_path: Path) -> None:
     small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     edwards = ed25519.Ed25519PrivateKey.generate()
     for key in (small, edwards):
         with pytest.raises(ConfigError, match="--jwt-public-key"):
-            Verifier.from_settings(Settings(jwt_public_key=_pem(key)))
+            Verifier.from_settings(Settings(jwt_public_key=_key_file(key, tmp_path)))
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    for path in (tmp_path / "missing.pem", not_pem, tmp_path):
+        with pytest.raises(ConfigError, match="--jwt-public-key"):
+            Verifier.from_settings(Settings(jwt_public_key=path))
     assert Verifier.from_settings(Settings()) is None
 
 
@@ -173,7 +185,7 @@ def test_minted_tokens_verify(tmp_path: Path) -> None:
         serialization.NoEncryption(),
     ).decode()
     es = mint_token(key="", private_key_pem=pem, files=["r/*"])
-    verifier = Verifier.from_settings(Settings(jwt_public_key=_pem(EC_KEY)))
+    verifier = Verifier.from_settings(Settings(jwt_public_key=_key_file(EC_KEY, tmp_path)))
     assert verifier is not None
     assert verifier.verify(es).files == (TopicPattern("r/*"),)
 
@@ -376,7 +388,7 @@ async def test_operations_and_dashboard_need_no_token(secured: TestServer) -> No
 
 
 async def test_public_key_hub(start_hub: HubFactory, tmp_path: Path) -> None:
-    hub = await start_hub(jwt_public_key=_pem(EC_KEY))
+    hub = await start_hub(jwt_public_key=_key_file(EC_KEY, tmp_path))
     good = token(allowing(publish=["t"]), key=EC_KEY, algorithm="ES256")
     assert (await post(hub, json={"topic": "t", "data": "x"}, headers=bearer(good)))[0] == 201
     forged = forged_hs256(allowing(publish=["t"]), _pem(EC_KEY).encode())

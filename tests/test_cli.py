@@ -21,9 +21,13 @@ COMMAND = [sys.executable, "-m", "sse_hub"]
 
 
 def run(
-    *args: str, stdin: str | None = None, dsn: str | None = None
+    *args: str,
+    stdin: str | None = None,
+    dsn: str | None = None,
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in {"SSE_HUB_DSN", "DATABASE_URL"}}
+    env.update(env_extra or {})
     if dsn is not None:
         env["SSE_HUB_DSN"] = dsn
     return subprocess.run(
@@ -38,9 +42,12 @@ def run(
 
 
 async def arun(
-    *args: str, stdin: str | None = None, dsn: str | None = None
+    *args: str,
+    stdin: str | None = None,
+    dsn: str | None = None,
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(run, *args, stdin=stdin, dsn=dsn)
+    return await asyncio.to_thread(run, *args, stdin=stdin, dsn=dsn, env_extra=env_extra)
 
 
 async def test_publish_prints_the_id_last(dsn: str, db: asyncpg.Connection) -> None:
@@ -117,6 +124,37 @@ async def test_tail_json_for_scripts(dsn: str) -> None:
         await tail.wait()
 
 
+async def test_publish_applies_the_hubs_settings(dsn: str, db: asyncpg.Connection) -> None:
+    limited = {"SSE_HUB_MAX_DATA": "10"}
+    refused = await arun("publish", "t", "x" * 11, dsn=dsn, env_extra=limited)
+    assert refused.returncode == 2
+    assert "10" in refused.stderr
+    assert await db.fetchval("SELECT count(*) FROM sse_hub.events") == 0
+    taken = await arun("publish", "t", "x" * 10, dsn=dsn, env_extra=limited)
+    assert taken.returncode == 0, taken.stderr
+    assert await db.fetchval("SELECT data FROM sse_hub.events") == "x" * 10
+
+
+async def test_tail_applies_the_hubs_settings(dsn: str) -> None:
+    result = await arun("tail", "a", "b", dsn=dsn, env_extra={"SSE_HUB_MAX_TOPICS": "1"})
+    assert result.returncode == 2
+    assert "1" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["publish", "t", "x"], ["tail", "t"]])
+async def test_publish_and_tail_leave_migrating_to_migrate(
+    fresh_db: str, command: list[str]
+) -> None:
+    result = await arun(*command, dsn=fresh_db)
+    assert result.returncode == 1
+    assert "run 'sse-hub migrate'" in result.stderr
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        assert await conn.fetchval("SELECT to_regnamespace('sse_hub')") is None
+    finally:
+        await conn.close()
+
+
 async def test_migrate_is_idempotent(fresh_db: str) -> None:
     first = await arun("migrate", dsn=fresh_db)
     assert first.returncode == 0, first.stderr
@@ -169,6 +207,7 @@ def test_top_level_help_lists_commands() -> None:
         (["--port", "70000"], "--port"),
         (["--retention", "3w"], "--retention"),
         (["--jwt-public-key", "/nonexistent.pem"], "--jwt-public-key"),
+        (["--files-dir", "/nonexistent/dir"], "--files-dir"),
         (["--host", "0.0.0.0"], "--host"),
         (["--heartbeat", "soon"], "--heartbeat"),
     ],

@@ -10,7 +10,6 @@ from sse_hub.config import (
     DEFAULT_RATE_PUBLISH,
     SERVE_OPTIONS,
     Settings,
-    load_dsn,
     load_settings,
     parse_duration_s,
 )
@@ -73,10 +72,24 @@ def test_dsn_chain() -> None:
     both = {"SSE_HUB_DSN": "postgresql://a", "DATABASE_URL": "postgresql://b"}
     assert load_settings({}, both).dsn == "postgresql://a"
     assert load_settings({"dsn": "postgresql://c"}, both).dsn == "postgresql://c"
-    assert load_dsn(None, both) == "postgresql://a"
-    assert load_dsn(None, {"DATABASE_URL": "postgresql://b"}) == "postgresql://b"
-    assert load_dsn("postgresql://c", both) == "postgresql://c"
-    assert load_dsn(None, {}) is None
+    assert load_settings({}, {}).dsn is None
+
+
+def test_pg_bindir_also_reads_pg_bindir() -> None:
+    assert load_settings({}, {"PG_BINDIR": "/opt/pg/bin"}).pg_bindir == Path("/opt/pg/bin")
+    both = {"SSE_HUB_PG_BINDIR": "/a", "PG_BINDIR": "/b"}
+    assert load_settings({}, both).pg_bindir == Path("/a")
+    assert load_settings({}, {}).pg_bindir is None
+
+
+def test_paths_are_not_read_while_loading(tmp_path: Path) -> None:
+    """Settings are pure: files named by flags are checked by the hub at start-up."""
+    missing = tmp_path / "missing"
+    settings = load_settings(
+        {"files_dir": str(missing), "jwt_public_key": str(missing / "key.pem")}, {}
+    )
+    assert settings.files_dir == missing
+    assert settings.jwt_public_key == missing / "key.pem"
 
 
 @pytest.mark.parametrize(
@@ -87,8 +100,6 @@ def test_dsn_chain() -> None:
         ({}, {"SSE_HUB_PORT": "0"}, "--port"),
         ({"retention_s": "10w"}, {}, "--retention"),
         ({"heartbeat_s": "-1"}, {}, "--heartbeat"),
-        ({"jwt_public_key": "/nonexistent/key.pem"}, {}, "--jwt-public-key"),
-        ({"files_dir": "/nonexistent/dir"}, {}, "--files-dir"),
         ({"workers": "0"}, {}, "--workers"),
         ({"cors_origins": ["not an origin"]}, {}, "--cors-origin"),
         ({"host": "0.0.0.0"}, {}, "--host"),
@@ -114,8 +125,7 @@ def test_public_host_needs_auth_or_explicit_insecure(tmp_path: Path) -> None:
     key = tmp_path / "key.pem"
     key.write_text("-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----\n")
     settings = load_settings({"host": "0.0.0.0", "jwt_public_key": str(key)}, {})
-    assert settings.jwt_public_key is not None
-    assert settings.jwt_public_key.startswith("-----BEGIN")
+    assert settings.auth_enabled
 
 
 def test_settings_are_frozen() -> None:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -49,16 +48,6 @@ def _wait_gone(pid: int, timeout_s: float = 30.0) -> bool:
     return False
 
 
-@pytest.fixture
-def cluster_dir() -> Iterator[Path]:
-    # Not under pytest's tmp_path: its parents are private to root, and the server
-    # may run as another user that must be able to reach the directory.
-    folder = Path(tempfile.mkdtemp(prefix="sse-hub-test-cluster-"))
-    folder.chmod(0o755)
-    yield folder
-    subprocess.run(["rm", "-rf", str(folder)], check=False)
-
-
 async def _select_one(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -69,49 +58,49 @@ async def _select_one(dsn: str) -> int:
 
 async def test_start_stop_restart_on_unix_socket(cluster_dir: Path) -> None:
     pg = EmbeddedPostgres(cluster_dir / "data")
-    dsn = pg.start()
+    dsn = await pg.start()
     try:
         assert "host=" in dsn
         assert str(cluster_dir) in dsn
         assert await _select_one(dsn) == 1
-        assert pg.start() == dsn  # a second start is a no-op
+        assert await pg.start() == dsn  # a second start is a no-op
         first_pid = pg.pid
         assert first_pid is not None
     finally:
-        pg.stop()
+        await pg.stop()
     assert _wait_gone(first_pid)
-    pg.stop()  # idempotent
+    await pg.stop()  # idempotent
     started = time.monotonic()
-    pg.start()  # warm start keeps the data
+    await pg.start()  # warm start keeps the data
     warm_s = time.monotonic() - started
     try:
         assert await _select_one(pg.dsn) == 1
         assert warm_s < 10  # generous: this machine is shared
     finally:
-        pg.stop()
+        await pg.stop()
 
 
 async def test_second_launcher_reuses_running_server(cluster_dir: Path) -> None:
     owner = EmbeddedPostgres(cluster_dir / "data")
-    owner.start()
+    await owner.start()
     try:
         guest = EmbeddedPostgres(cluster_dir / "data")
-        dsn = guest.start()
+        dsn = await guest.start()
         assert not guest.owned
         assert await _select_one(dsn) == 1
-        guest.stop()  # not its server: still running
+        await guest.stop()  # not its server: still running
         assert await _select_one(owner.dsn) == 1
     finally:
-        owner.stop()
+        await owner.stop()
 
 
 def test_server_dies_with_a_killed_parent(cluster_dir: Path) -> None:
     script = (
-        "import sys, time\n"
+        "import asyncio, sys, time\n"
         "from pathlib import Path\n"
         "from sse_hub.embedded_pg import EmbeddedPostgres\n"
         "pg = EmbeddedPostgres(Path(sys.argv[1]))\n"
-        "pg.start()\n"
+        "asyncio.run(pg.start())\n"
         "print(pg.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
@@ -132,15 +121,15 @@ def test_server_dies_with_a_killed_parent(cluster_dir: Path) -> None:
     assert _wait_gone(server_pid), "postgres outlived its SIGKILLed parent"
 
 
-def test_throwaway_uses_tcp_and_removes_itself() -> None:
+async def test_throwaway_uses_tcp_and_removes_itself() -> None:
     pg = EmbeddedPostgres.throwaway()
     folder = pg.data_dir
     assert folder.name.startswith(THROWAWAY_PREFIX)
     try:
-        dsn = pg.start()
+        dsn = await pg.start()
         assert dsn.startswith("postgresql://postgres@127.0.0.1:")
     finally:
-        pg.remove()
+        await pg.remove()
     assert not folder.exists()
 
 

@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
             "store",
             "listener",
             "embedded_pg",
+            "database",
             "migrate",
             "committer",
             "feed",
