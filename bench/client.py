@@ -612,6 +612,9 @@ async def idle(job: Job) -> dict[str, Any]:
         cpu1 = procs.tree_cpu(job.server_pid).cpu_s
         still_open = count - totals.closed
         await _snapshot(job, 1)
+        idle_cpu0 = procs.tree_cpu(job.server_pid).cpu_s
+        await asyncio.sleep(p["idle_window_s"])  # the measurement: time passing, nothing sent
+        idle_ms_per_s = (procs.tree_cpu(job.server_pid).cpu_s - idle_cpu0) / p["idle_window_s"]
     finally:
         for stream in streams:
             stream.close()
@@ -627,6 +630,7 @@ async def idle(job: Job) -> dict[str, Any]:
         "streams_per_s": count / max(opened_s, 1e-9),
         "server_cpu_s": cpu1 - cpu0,
         "server_us_per_stream_open": (cpu1 - cpu0) / max(count, 1) * 1e6,
+        "idle_ms_per_s": idle_ms_per_s * 1000,
         "errors": totals.errors[:20],
     }
 

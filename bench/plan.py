@@ -105,16 +105,24 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="idle",
         client="idle",
         title="idle: open streams, nothing published",
-        params={"streams": 10_000, "settle_s": 3.0, "connect_timeout_s": 120.0},
-        quick={"streams": 2000, "settle_s": 1.5},
+        params={
+            "streams": 10_000,
+            "settle_s": 3.0,
+            "connect_timeout_s": 120.0,
+            # One full heartbeat period (15 s for every target) of doing nothing.
+            "idle_window_s": 15.0,
+        },
+        quick={"streams": 2000, "settle_s": 1.5, "idle_window_s": 5.0},
         metrics=(
             Metric("rss_per_stream_kib", "server RSS per idle stream (KiB)", LOWER, 1.0, 2),
             Metric("rss_kib", "server RSS with all streams (MiB)", LOWER, 1 / 1024, 1),
             Metric("streams_per_s", "streams opened per second", HIGHER, 1.0, 0),
             Metric("server_us_per_stream_open", "server CPU µs per stream opened", LOWER, 1.0, 0),
+            Metric("idle_ms_per_s", "server CPU while the streams idle (ms/s)", LOWER, 1.0, 1),
         ),
         notes="RSS growth of the server's processes from one warm stream to N, "
-        "divided by N, sampled after the streams settle",
+        "divided by N, sampled after the streams settle; then the server's CPU over one "
+        "heartbeat period with nothing published",
     ),
     Scenario(
         name="latency",

@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
+from sse_hub.config import DEFAULT_HEARTBEAT_S
 from sse_hub.frames import Encoded
+from sse_hub.heartbeats import HeartbeatWheel
 from sse_hub.subscriber import State, Subscriber
 
 
@@ -35,7 +37,7 @@ class Broker(Protocol):
 
     def close(self, reason: str) -> None: ...
 
-    def beat(self, now_s: float, silence_s: float, heartbeat: bytes) -> int: ...
+    def beat(self, now_s: float, heartbeat: bytes) -> int: ...
 
     def __len__(self) -> int: ...
 
@@ -104,11 +106,23 @@ class TopicIndex:
 class InMemoryBroker:
     """The broker of one hub process."""
 
-    def __init__(self, last_id: int = 0, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        last_id: int = 0,
+        *,
+        heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.last_id = last_id
         self._clock = clock
         self._index = TopicIndex()
         self._all: set[Subscriber] = set()
+        self._heartbeats: HeartbeatWheel[Subscriber] = HeartbeatWheel(heartbeat_s, clock())
+
+    @property
+    def heartbeat_tick_s(self) -> float:
+        """How often ``beat`` should be called."""
+        return self._heartbeats.tick_s
 
     def __len__(self) -> int:
         return len(self._all)
@@ -116,21 +130,28 @@ class InMemoryBroker:
     def subscribe(self, subscriber: Subscriber) -> None:
         self._index.add(subscriber)
         self._all.add(subscriber)
+        self._heartbeats.add(subscriber, subscriber.last_write_s + self._heartbeats.silence_s)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._index.remove(subscriber)
         self._all.discard(subscriber)
 
-    def beat(self, now_s: float, silence_s: float, heartbeat: bytes) -> int:
-        """Write ``heartbeat`` to every live stream silent for ``silence_s``.
+    def beat(self, now_s: float, heartbeat: bytes) -> int:
+        """Write ``heartbeat`` to the live streams silent for ``--heartbeat`` seconds.
 
-        One sweep for all streams instead of a timer per stream; returns how many
-        got one.
+        Only the streams that may be due are looked at (``heartbeats.py``); an
+        unsubscribed stream leaves the wheel here. Returns how many got one.
         """
+        wheel = self._heartbeats
+        silence_s = wheel.silence_s
+        soonest_s = now_s + wheel.tick_s
         beaten = 0
-        for subscriber in self._all:
+        for subscriber in wheel.take_due(now_s):
+            if subscriber not in self._all:
+                continue
             if subscriber.beat(now_s, silence_s, heartbeat):
                 beaten += 1
+            wheel.add(subscriber, max(subscriber.last_write_s + silence_s, soonest_s))
         return beaten
 
     def dispatch(self, events: Sequence[Encoded]) -> int:

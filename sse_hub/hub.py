@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 HEALTH_TIMEOUT_S = 2.0
-MAX_HEARTBEAT_TICK_S = 1.0
 HEARTBEAT = frames.comment_line("heartbeat")
 
 
@@ -83,7 +82,7 @@ class Hub:
         pool = await asyncpg.create_pool(
             dsn, min_size=POOL_MIN_SIZE, max_size=POOL_MAX_SIZE, reset=_end_transaction
         )
-        broker = InMemoryBroker()
+        broker = InMemoryBroker(heartbeat_s=settings.heartbeat_s)
         committer = GroupCommitter(pool)
         relay = Relay(dsn, broker, committer)
         try:
@@ -101,13 +100,12 @@ class Hub:
         return hub
 
     async def _beat_forever(self) -> None:
-        """One sweep writes the heartbeats of every silent stream (no timer per stream)."""
-        silence_s = self.settings.heartbeat_s
-        tick_s = min(MAX_HEARTBEAT_TICK_S, silence_s / 4)
+        """Each tick writes the heartbeats that are due (no timer per stream)."""
+        tick_s = self.broker.heartbeat_tick_s
         while True:
             await asyncio.sleep(tick_s)
             try:
-                self.broker.beat(time.monotonic(), silence_s, HEARTBEAT)
+                self.broker.beat(time.monotonic(), HEARTBEAT)
             except Exception:  # one broken stream must not end heartbeats for all
                 log.exception("heartbeat sweep failed")
 

@@ -29,6 +29,11 @@ from sse_hub.config import Settings
 
 log = logging.getLogger(__name__)
 
+# Connections the kernel queues before the hub accepts them. aiohttp's 128
+# overflows in a reconnect storm (every client of a restarted hub at once), and
+# each overflow costs its client a SYN retry, a second or more. The kernel caps
+# it at net.core.somaxconn (4096 on current Linux).
+LISTEN_BACKLOG = 4096
 RESTART_BACKOFF_S = 1.0
 MAX_RESTARTS_PER_WORKER = 5
 _PR_SET_PDEATHSIG = 1
@@ -54,6 +59,7 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
         # keep-alive) without touching streams and downloads.
         keepalive_timeout=settings.request_head_timeout_s,
         handler_cancellation=True,
+        backlog=LISTEN_BACKLOG,
         reuse_port=reuse_port or None,
         access_log_class=AccessLogger,
         # None: aiohttp then keeps no access logger per connection at all.

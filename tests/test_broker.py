@@ -117,16 +117,49 @@ def test_close_closes_every_subscriber() -> None:
 
 
 def test_beat_writes_heartbeats_to_silent_live_streams_only() -> None:
-    broker = InMemoryBroker()
+    broker = InMemoryBroker(heartbeat_s=5.0, clock=lambda: 0.0)  # looks every second
     quiet, busy, slow, behind = sub("q"), sub("b"), sub("s"), sub("l", live=False)
     for s in (quiet, busy, slow, behind):
         broker.subscribe(s)
     SINKS[slow].backlog = 10  # still sending: not silent
     busy.last_write_s = 9.0
-    assert broker.beat(10.0, 5.0, b"HB") == 1
+    assert broker.beat(10.0, b"HB") == 1
     assert [written(s) for s in (quiet, busy, slow, behind)] == [b"HB", b"", b"", b""]
     assert quiet.last_write_s == 10.0
-    assert broker.beat(12.0, 5.0, b"HB") == 0  # quiet was just written to
+    assert broker.beat(12.0, b"HB") == 0  # quiet was just written to, busy at 9
+    assert broker.beat(13.9, b"HB") == 0  # busy is silent for 5 s only from 14
+    assert broker.beat(14.0, b"HB") == 1
+    assert broker.beat(15.0, b"HB") == 1
+    assert [written(s) for s in (quiet, busy)] == [b"HBHB", b"HB"]
+    SINKS[slow].backlog = 0
+    assert broker.beat(16.0, b"HB") == 1  # slow, looked at every tick while it was sending
+    assert written(slow) == b"HB"
+
+
+def test_a_stream_written_to_gets_its_heartbeat_one_silence_after_its_last_write() -> None:
+    clock = [0.0]
+    broker = InMemoryBroker(heartbeat_s=4.0, clock=lambda: clock[0])  # looks every second
+    s = sub("a")
+    broker.subscribe(s)
+    for second in range(1, 30):
+        clock[0] = float(second)
+        if second % 3 == 0:  # an event every 3 s, the last at 27: never silent for 4 s
+            broker.dispatch([ev(second, "a")])
+        assert broker.beat(clock[0], b"HB") == 0, second
+    assert broker.beat(30.0, b"HB") == 0
+    assert broker.beat(31.0, b"HB") == 1
+    assert written(s).endswith(b"<27>HB")
+
+
+def test_unsubscribed_streams_get_no_heartbeat_and_leave_the_wheel() -> None:
+    broker = InMemoryBroker(heartbeat_s=4.0, clock=lambda: 0.0)
+    gone, kept = sub("a"), sub("b")
+    broker.subscribe(gone)
+    broker.subscribe(kept)
+    broker.unsubscribe(gone)
+    assert broker.beat(4.0, b"HB") == 1
+    assert (written(gone), written(kept)) == (b"", b"HB")
+    assert broker.beat(100.0, b"HB") == 1  # only kept is still looked at
 
 
 def test_bytes_sent_sums_the_open_streams_sinks() -> None:

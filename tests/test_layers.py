@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
             "ranges",
             "terminal",
             "ratelimit",
+            "heartbeats",
         },
         set(),
     ),
