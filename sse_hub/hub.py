@@ -12,7 +12,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 
@@ -37,7 +36,7 @@ MAX_HEARTBEAT_TICK_S = 1.0
 HEARTBEAT = frames.comment_line("heartbeat")
 
 
-async def _end_transaction(conn: Any) -> None:
+async def _end_transaction(conn: asyncpg.Connection) -> None:
     """What a pooled connection needs between uses here.
 
     asyncpg's default reset (``UNLISTEN *``, ``RESET ALL``, ``CLOSE ALL``...)
@@ -69,7 +68,7 @@ class Counters:
 class Hub:
     settings: Settings
     dsn: str
-    pool: Any
+    pool: asyncpg.Pool
     broker: InMemoryBroker
     committer: GroupCommitter
     relay: Relay

@@ -45,9 +45,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sse_hub.events import NewEvent, StoredEvent, TopicPattern
+
+
+class Row(Protocol):
+    """One result row (asyncpg's ``Record``), read by column name."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+class Database(Protocol):
+    """What this module needs of a database handle; ``asyncpg.Connection`` and ``Pool`` fit.
+
+    Every function here sends one statement: on a pool it runs on a connection
+    acquired for that statement alone, so it sees one snapshot either way.
+    """
+
+    async def execute(self, query: str, *args: object) -> str: ...
+
+    async def fetch(self, query: str, *args: object) -> list[Row]: ...
+
+    async def fetchval(self, query: str, *args: object) -> Any:
+        """The first column of the first row (its type is the query's)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +114,7 @@ DELETE FROM sse_hub.events WHERE id <= (SELECT upto FROM cut)
 """
 
 
-async def append(db: Any, events: Sequence[NewEvent]) -> list[int]:
+async def append(db: Database, events: Sequence[NewEvent]) -> list[int]:
     """Store ``events`` atomically and in order (moving the outbox first); their ids."""
     first: int | None = await db.fetchval(
         _APPEND,
@@ -105,17 +127,17 @@ async def append(db: Any, events: Sequence[NewEvent]) -> list[int]:
     return list(range(first, first + len(events)))
 
 
-async def outbox_pending(db: Any) -> bool:
+async def outbox_pending(db: Database) -> bool:
     return bool(await db.fetchval(_OUTBOX_PENDING))
 
 
-async def head(db: Any) -> int:
+async def head(db: Database) -> int:
     """The largest id ever assigned (0 on an empty database)."""
     value = await db.fetchval(_HEAD)
     return int(value)
 
 
-async def fetch_after(db: Any, after: int, limit: int) -> list[RelayRow]:
+async def fetch_after(db: Database, after: int, limit: int) -> list[RelayRow]:
     rows = await db.fetch(_AFTER, after, limit)
     return [RelayRow(r["id"], r["topic"], r["event"], r["data"], r["created_at"]) for r in rows]
 
@@ -169,7 +191,7 @@ def _matching_rows(patterns: tuple[TopicPattern, ...]) -> tuple[str, list[Any]]:
 
 
 async def fetch_page(
-    db: Any,
+    db: Database,
     patterns: tuple[TopicPattern, ...],
     *,
     after: int,
@@ -210,7 +232,7 @@ async def fetch_page(
     return Page(oldest=first["oldest"], head=int(first["head"]), events=events, full=full)
 
 
-async def prune(db: Any, older_than: datetime, batch: int) -> int:
+async def prune(db: Database, older_than: datetime, batch: int) -> int:
     """Delete up to ``batch`` of the oldest events created before ``older_than``.
 
     Stops at the first younger event so that what remains is always a suffix of
