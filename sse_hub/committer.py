@@ -15,7 +15,6 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sse_hub import store
 from sse_hub.errors import ServiceUnavailable
@@ -39,7 +38,7 @@ class GroupCommitter:
 
     def __init__(
         self,
-        pool: Any,
+        pool: store.Database,
         *,
         max_transaction_events: int = DEFAULT_MAX_TRANSACTION_EVENTS,
         max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,

@@ -13,7 +13,6 @@ than it should, and one query serves them all.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from sse_hub import store
 from sse_hub.tasks import stop_task
@@ -22,7 +21,7 @@ from sse_hub.tasks import stop_task
 class HeadReader:
     """Owns the task that runs the shared queries; ``close`` it on shutdown."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: store.Database) -> None:
         self.db = db
         self._next: asyncio.Future[int] | None = None  # the query no caller has seen start
         self._task: asyncio.Task[None] | None = None

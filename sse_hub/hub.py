@@ -12,7 +12,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 
@@ -36,7 +35,7 @@ HEALTH_TIMEOUT_S = 2.0
 HEARTBEAT = frames.comment_line("heartbeat")
 
 
-async def _end_transaction(conn: Any) -> None:
+async def _end_transaction(conn: asyncpg.Connection) -> None:
     """What a pooled connection needs between uses here.
 
     asyncpg's default reset (``UNLISTEN *``, ``RESET ALL``, ``CLOSE ALL``...)
@@ -68,7 +67,7 @@ class Counters:
 class Hub:
     settings: Settings
     dsn: str
-    pool: Any
+    pool: asyncpg.Pool
     broker: InMemoryBroker
     committer: GroupCommitter
     relay: Relay

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+
+import asyncpg
 
 from sse_hub import store
 from sse_hub.tasks import stop_task
@@ -30,7 +31,7 @@ def interval_for(retention_s: float) -> float:
     return min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, retention_s / 10))
 
 
-async def prune_once(pool: Any, retention_s: float, *, batch: int = DEFAULT_BATCH) -> int:
+async def prune_once(pool: asyncpg.Pool, retention_s: float, *, batch: int = DEFAULT_BATCH) -> int:
     """One round: delete expired events if no other hub is doing so; returns how many."""
     cutoff = datetime.now(UTC) - timedelta(seconds=retention_s)
     deleted = 0
@@ -46,7 +47,7 @@ async def prune_once(pool: Any, retention_s: float, *, batch: int = DEFAULT_BATC
 
 
 class Retention:
-    def __init__(self, pool: Any, retention_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, retention_s: float) -> None:
         self._pool = pool
         self._retention_s = retention_s
         self._task: asyncio.Task[None] | None = None

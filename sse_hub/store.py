@@ -45,9 +45,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sse_hub.events import NewEvent, StoredEvent, TopicPattern
+
+
+class Row(Protocol):
+    """One result row (asyncpg's ``Record``), read by column name."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+class Database(Protocol):
+    """What this module needs of a database handle; ``asyncpg.Connection`` and ``Pool`` fit.
+
+    Every function here sends one statement: on a pool it runs on a connection
+    acquired for that statement alone, so it sees one snapshot either way.
+    """
+
+    async def execute(self, query: str, *args: object) -> str: ...
+
+    async def fetch(self, query: str, *args: object) -> list[Row]: ...
+
+    async def fetchval(self, query: str, *args: object) -> Any:
+        """The first column of the first row (its type is the query's)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +92,6 @@ class Page:
 
 
 DEFAULT_PAGE_BYTES = 1024 * 1024
-_FIRST_MATCH_PARAM = 5
 
 _APPEND = "SELECT sse_hub.append($1::text[], $2::text[], $3::text[])"
 _HEAD = "SELECT last_id FROM sse_hub.sequencer"
@@ -92,7 +113,7 @@ DELETE FROM sse_hub.events WHERE id <= (SELECT upto FROM cut)
 """
 
 
-async def append(db: Any, events: Sequence[NewEvent]) -> list[int]:
+async def append(db: Database, events: Sequence[NewEvent]) -> list[int]:
     """Store ``events`` atomically and in order (moving the outbox first); their ids."""
     first: int | None = await db.fetchval(
         _APPEND,
@@ -105,30 +126,51 @@ async def append(db: Any, events: Sequence[NewEvent]) -> list[int]:
     return list(range(first, first + len(events)))
 
 
-async def outbox_pending(db: Any) -> bool:
+async def outbox_pending(db: Database) -> bool:
     return bool(await db.fetchval(_OUTBOX_PENDING))
 
 
-async def head(db: Any) -> int:
+async def head(db: Database) -> int:
     """The largest id ever assigned (0 on an empty database)."""
     value = await db.fetchval(_HEAD)
     return int(value)
 
 
-async def fetch_after(db: Any, after: int, limit: int) -> list[RelayRow]:
+async def fetch_after(db: Database, after: int, limit: int) -> list[RelayRow]:
     rows = await db.fetch(_AFTER, after, limit)
     return [RelayRow(r["id"], r["topic"], r["event"], r["data"], r["created_at"]) for r in rows]
 
 
 _COLUMNS = "id, topic, event, data"
-_IN_RANGE = "id > $1 AND id <= $2"
 
 
-def _matching_rows(patterns: tuple[TopicPattern, ...]) -> tuple[str, list[Any]]:
-    """A query for the first ``$3`` matching events in ``($1, $2]`` by id, and its parameters.
+class _Params:
+    """A statement's values, each added with the placeholder (``$n``) that stands for it.
+
+    Parts of a query built in different places then cannot give two values the
+    same number, or a value a number the statement does not send.
+    """
+
+    __slots__ = ("values",)
+
+    def __init__(self) -> None:
+        self.values: list[object] = []
+
+    def add(self, value: object) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def _matching_rows(
+    patterns: tuple[TopicPattern, ...], params: _Params, *, after: str, upto: str, limit: str
+) -> str:
+    """A query for the first ``limit`` matching events with ``after < id <= upto``, by id.
+
+    ``after``, ``upto`` and ``limit`` are placeholders already in ``params``;
+    the patterns' values are added to it here.
 
     Exact topics read each topic's ``(topic, id)`` index in order and stop
-    after ``$3`` rows. Anything else makes replaying a long history quadratic,
+    after ``limit`` rows. Anything else makes replaying a long history quadratic,
     because PostgreSQL 15 then reads and sorts every remaining row of the topic
     for each page: ``topic = ANY(...)`` cannot keep id order across the array,
     and even ``topic = $t AND id > $1`` gets a bitmap scan and a sort when the
@@ -138,38 +180,38 @@ def _matching_rows(patterns: tuple[TopicPattern, ...]) -> tuple[str, list[Any]]:
     Prefixes walk the primary key in id order; rows of an exact topic are left
     out there so that an event matching both is returned once.
     """
+    in_range = f"id > {after} AND id <= {upto}"
     if any(pattern.is_all for pattern in patterns):
-        return f"SELECT {_COLUMNS} FROM sse_hub.events WHERE {_IN_RANGE} ORDER BY id LIMIT $3", []
+        return f"SELECT {_COLUMNS} FROM sse_hub.events WHERE {in_range} ORDER BY id LIMIT {limit}"
     exact = [p.text for p in patterns if p.prefix is None]
     prefixes = [p.prefix for p in patterns if p.prefix is not None]
     parts: list[str] = []
-    params: list[Any] = [exact]
-    exact_param = f"${_FIRST_MATCH_PARAM}::text[]"
+    exact_param = f"{params.add(exact)}::text[]"  # the prefix part needs it even when empty
     if exact:
         parts.append(
             f"SELECT ev.{_COLUMNS.replace(', ', ', ev.')}"
             f" FROM unnest({exact_param}) AS t(topic)"
             " CROSS JOIN LATERAL ("
             f"SELECT {_COLUMNS} FROM sse_hub.events"
-            " WHERE (topic, id) > (t.topic, $1) AND (topic, id) <= (t.topic, $2)"
-            " ORDER BY topic, id LIMIT $3"
+            f" WHERE (topic, id) > (t.topic, {after}) AND (topic, id) <= (t.topic, {upto})"
+            f" ORDER BY topic, id LIMIT {limit}"
             ") AS ev"
         )
     if prefixes:
-        params.append(prefixes)
+        prefix_param = f"{params.add(prefixes)}::text[]"
         parts.append(
-            f"(SELECT {_COLUMNS} FROM sse_hub.events WHERE {_IN_RANGE}"
+            f"(SELECT {_COLUMNS} FROM sse_hub.events WHERE {in_range}"
             f" AND topic <> ALL({exact_param})"
-            f" AND EXISTS (SELECT 1 FROM unnest(${_FIRST_MATCH_PARAM + 1}::text[]) AS p(prefix)"
+            f" AND EXISTS (SELECT 1 FROM unnest({prefix_param}) AS p(prefix)"
             " WHERE starts_with(topic, p.prefix) AND length(topic) > length(p.prefix))"
-            " ORDER BY id LIMIT $3)"
+            f" ORDER BY id LIMIT {limit})"
         )
     union = " UNION ALL ".join(parts)
-    return f"SELECT {_COLUMNS} FROM ({union}) AS m ORDER BY id LIMIT $3", params
+    return f"SELECT {_COLUMNS} FROM ({union}) AS m ORDER BY id LIMIT {limit}"
 
 
 async def fetch_page(
-    db: Any,
+    db: Database,
     patterns: tuple[TopicPattern, ...],
     *,
     after: int,
@@ -182,7 +224,12 @@ async def fetch_page(
     A page holds at most ``limit`` events and stops after the event that reaches
     ``max_bytes`` of data, so one page of large events cannot take much memory.
     """
-    matching, params = _matching_rows(patterns)
+    params = _Params()
+    after_param, upto_param, limit_param = params.add(after), params.add(upto), params.add(limit)
+    max_bytes_param = params.add(max_bytes)
+    matching = _matching_rows(
+        patterns, params, after=after_param, upto=upto_param, limit=limit_param
+    )
     sql = f"""
         SELECT (SELECT min(id) FROM sse_hub.events) AS oldest,
                (SELECT last_id FROM sse_hub.sequencer) AS head,
@@ -195,11 +242,11 @@ async def fetch_page(
                            AS running
                 FROM ({matching}) AS matching
             ) AS w
-            WHERE running - octet_length(data) < $4
+            WHERE running - octet_length(data) < {max_bytes_param}
         ) AS e ON TRUE
         ORDER BY e.id
     """
-    rows = await db.fetch(sql, after, upto, limit, max_bytes, *params)
+    rows = await db.fetch(sql, *params.values)
     first = rows[0]
     events = [
         StoredEvent(row["id"], row["topic"], row["event"], row["data"])
@@ -210,7 +257,7 @@ async def fetch_page(
     return Page(oldest=first["oldest"], head=int(first["head"]), events=events, full=full)
 
 
-async def prune(db: Any, older_than: datetime, batch: int) -> int:
+async def prune(db: Database, older_than: datetime, batch: int) -> int:
     """Delete up to ``batch`` of the oldest events created before ``older_than``.
 
     Stops at the first younger event so that what remains is always a suffix of

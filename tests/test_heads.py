@@ -16,9 +16,9 @@ from tests.raw_http import wait_until
 
 
 class HeldAnswers:
-    """A real pool whose answers, once PostgreSQL has given them, wait for ``release``."""
+    """A real pool whose head answers, once PostgreSQL has given them, wait for ``release``."""
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: store.Database) -> None:
         self.pool = pool
         self.queries = 0
         self.answered = 0  # how many answers PostgreSQL gave (held or not)
@@ -30,6 +30,12 @@ class HeldAnswers:
         self.answered += 1
         await self._gate.wait()
         return value
+
+    async def fetch(self, sql: str, *args: object) -> list[store.Row]:
+        return await self.pool.fetch(sql, *args)
+
+    async def execute(self, sql: str, *args: object) -> str:
+        return await self.pool.execute(sql, *args)
 
     def release(self) -> None:
         self._gate.set()
