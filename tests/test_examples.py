@@ -132,3 +132,30 @@ async def test_gunicorn_example(dsn: str) -> None:
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(60):
             assert await process.wait() == 0
+
+
+@pytest.mark.parametrize("framework", ["psycopg", "sqlalchemy", "django"])
+async def test_producers_publish_inside_their_frameworks_transactions(
+    hub_process: HubProcess, dsn: str, framework: str
+) -> None:
+    stream = await open_stream(hub_process.port, "/events?topic=orders/*")
+    try:
+        await stream.started()
+        code, output = await run(
+            sys.executable, str(EXAMPLES / f"{framework}_producer.py"), env={"SSE_HUB_DSN": dsn}
+        )
+        assert code == 0, output
+        assert "order 1: committed and published" in output
+        assert "order 2: rolled back (payment declined), nothing was published" in output
+        placed = await stream.next_event()
+        assert (placed.event, placed.data) == ("order.placed", f'{{"id":1,"via":"{framework}"}}')
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                hub_process.url + "/events", json={"topic": "orders/marker", "data": "marker"}
+            ) as response,
+        ):
+            assert response.status == 201
+        assert (await stream.next_event()).data == "marker"  # the rolled-back order never came
+    finally:
+        stream.close()
