@@ -15,6 +15,7 @@ from sse_hub.problems import answering_problems
 _FILES = {
     "index.html": "text/html",
     "dashboard.js": "text/javascript",
+    "sse.js": "text/javascript",
     "dashboard.css": "text/css",
 }
 _SECURITY_HEADERS = {
