@@ -16,6 +16,7 @@ _FILES = {
     "index.html": "text/html",
     "dashboard.js": "text/javascript",
     "sse.js": "text/javascript",
+    "charts.js": "text/javascript",
     "dashboard.css": "text/css",
 }
 _SECURITY_HEADERS = {

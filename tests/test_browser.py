@@ -8,6 +8,7 @@ left in ``artifacts/`` for people to look at.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -172,6 +173,57 @@ async def test_dashboard_shows_every_type_and_filters_by_type(
     await expect(visible.locator(".type")).to_have_text(["message"] * 3)
     await page.select_option("#type-filter", "")
     await expect(visible).to_have_count(len(published) + 1)
+
+    counts = page.locator("#received tr[data-type] td.count")
+    rows = page.locator("#received tr[data-type] td.type")
+    await expect(rows).to_have_text(
+        ["every type", "message", "order.paid", "order.shipped"], timeout=WAIT_MS
+    )
+    await expect(counts).to_have_text(["6", "3", "2", "1"], timeout=WAIT_MS)
+
+
+async def test_dashboard_charts_follow_the_hubs_counters(
+    open_page: OpenPage, hub_processes: list[HubProcess], dsn: str
+) -> None:
+    hub = HubProcess(["--dsn", dsn])
+    hub_processes.append(hub)
+    await hub.wait_healthy()
+    page = await open_page(hub.url + "/?topic=b")
+    await page.wait_for_selector('#state[data-state="open"]', timeout=WAIT_MS)
+    streams = page.locator("#chart-streams")
+    await expect(streams).to_have_attribute("data-last", "1", timeout=WAIT_MS)  # this page
+    events, sent = page.locator("#chart-events"), page.locator("#chart-bytes")
+    await expect(events).to_have_attribute("data-total", "0", timeout=WAIT_MS)
+    for n in range(5):
+        await _publish(hub.url, f"event {n}")
+    await _wait_count(page, 5)
+    await expect(events).to_have_attribute("data-total", "5", timeout=WAIT_MS)
+    nonzero = re.compile(r"(^|,)(0\.\d*[1-9]|[1-9])")
+    await expect(events).to_have_attribute("data-values", nonzero, timeout=WAIT_MS)
+    await expect(sent).to_have_attribute("data-values", nonzero, timeout=WAIT_MS)
+    await expect(sent).to_have_attribute("data-total", re.compile(r"^[1-9]\d*$"))
+    await expect(page.locator("#chart-lag")).to_have_attribute(
+        "data-last", re.compile(r"^\d"), timeout=WAIT_MS
+    )
+    await expect(page.locator("#hub-source")).to_contain_text("from /metrics")
+    values = await events.get_attribute("data-values")
+    assert values is not None
+    await expect(events).not_to_have_attribute("data-values", values, timeout=WAIT_MS)
+
+
+async def test_dashboard_says_when_metrics_need_a_token(
+    open_page: OpenPage, hub_processes: list[HubProcess], dsn: str
+) -> None:
+    hub = HubProcess(["--dsn", dsn, "--metrics-token", "s3cret-metrics-token"])
+    hub_processes.append(hub)
+    await hub.wait_healthy()
+    page = await open_page(hub.url + "/?topic=b")
+    await expect(page.locator("#hub-source")).to_contain_text("--metrics-token", timeout=WAIT_MS)
+    # what /healthz tells still shows
+    await expect(page.locator("#chart-streams")).to_have_attribute(
+        "data-last", "1", timeout=WAIT_MS
+    )
+    await expect(page.locator("#chart-events")).to_have_attribute("data-last", "")
 
 
 async def test_browser_reconnect_after_hub_restart_shows_every_event_once(

@@ -1,8 +1,11 @@
 // The sse_hub dashboard: no libraries, no requests outside the hub.
 import { EventStream } from "./sse.js";
+import { Rate, Sparkline, humanBytes, parseMetrics } from "./charts.js";
 
 const MAX_ITEMS = 500;
-const MAX_TYPES = 50; // types offered one by one by the filter; more share "other types"
+const MAX_TYPES = 50; // types listed one by one; more are counted as "other types"
+const POLL_MS = 1000;
+const RATE_WINDOW_S = 10;
 const RESUME_PARAMS = ["lastEventID", "lastEventId", "last_event_id"]; // as the hub reads them
 const base = location.pathname.endsWith("/") ? location.pathname : location.pathname + "/";
 const $ = (id) => document.getElementById(id);
@@ -84,22 +87,25 @@ function onEvent(event) {
   showCommands();
 }
 
-// ---- the type filter
+// ---- the type filter, and what this page received per type
 
-const types = new Set();
+const received = new Map(); // type (or "other types") -> events received
+const snapshots = []; // [{at, counts}] once a second, for the rates
+let total = 0;
 
 function typeKey(type) {
-  return types.has(type) || types.size < MAX_TYPES ? type : "other types";
+  return received.has(type) || received.size < MAX_TYPES ? type : "other types";
 }
 
 function count(type) {
   const key = typeKey(type);
-  if (!types.has(key)) {
-    types.add(key);
+  if (!received.has(key)) {
     const option = document.createElement("option");
     option.value = option.textContent = key;
     $("type-filter").append(option);
   }
+  received.set(key, (received.get(key) || 0) + 1);
+  total += 1;
 }
 
 function shown(type) {
@@ -109,6 +115,93 @@ function shown(type) {
 
 function applyFilter() {
   for (const li of $("events").querySelectorAll("li.event")) li.hidden = !shown(li.dataset.type);
+}
+
+function showReceived() {
+  const now = performance.now();
+  const counts = new Map(received);
+  counts.set("", total);
+  snapshots.push({ at: now, counts });
+  while (snapshots.length > RATE_WINDOW_S + 1) snapshots.shift();
+  const oldest = snapshots[0];
+  const seconds = (now - oldest.at) / 1000;
+  const rows = [["", "every type"], ...[...received.keys()].map((type) => [type, type])].map(([key, label]) => {
+    const row = document.createElement("tr");
+    row.dataset.type = key;
+    const sum = counts.get(key);
+    const rate = seconds > 0 ? (sum - (oldest.counts.get(key) || 0)) / seconds : 0;
+    for (const [className, text] of [["type", label], ["count", String(sum)], ["rate", rate.toFixed(1)]]) {
+      const cell = document.createElement("td");
+      cell.className = className;
+      cell.textContent = text;
+      row.append(cell);
+    }
+    return row;
+  });
+  $("received").tBodies[0].replaceChildren(...rows);
+}
+
+// ---- charts of the hub's counters
+
+function duration(value) {
+  if (value >= 1) return value.toFixed(2) + " s";
+  return (value * 1000).toFixed(value < 0.01 ? 1 : 0) + " ms";
+}
+
+const charts = {
+  events: new Sparkline($("chart-events"), (v) => v.toFixed(v < 10 ? 1 : 0)),
+  streams: new Sparkline($("chart-streams"), String),
+  lag: new Sparkline($("chart-lag"), duration),
+  bytes: new Sparkline($("chart-bytes"), (v) => humanBytes(v) + "/s", humanBytes),
+};
+const eventRate = new Rate();
+const byteRate = new Rate();
+let metricsLocked = false;
+
+function hubSource(text) {
+  $("hub-source").textContent = text;
+}
+
+// /metrics has every figure; when --metrics-token guards it, /healthz still
+// tells open streams and relay lag.
+async function sampleHub() {
+  if (document.hidden) return setTimeout(sampleHub, POLL_MS); // nobody is looking
+  const now = performance.now();
+  try {
+    if (!metricsLocked) {
+      const response = await fetch(base + "metrics", { cache: "no-store" });
+      if (response.status === 401 || response.status === 403) {
+        metricsLocked = true;
+      } else if (!response.ok) {
+        throw new Error("/metrics answered " + response.status);
+      } else {
+        const { values, pid } = parseMetrics(await response.text());
+        const relayed = values.get("sse_hub_events_relayed_total");
+        const sent = values.get("sse_hub_bytes_sent_total");
+        charts.events.push(eventRate.next(relayed, pid, now), relayed);
+        charts.streams.push(values.get("sse_hub_streams_open") ?? null);
+        charts.lag.push(values.get("sse_hub_relay_lag_seconds") ?? null);
+        charts.bytes.push(byteRate.next(sent, pid, now), sent);
+        hubSource("from /metrics every second" + (pid ? " (process " + pid + ")" : ""));
+        return;
+      }
+    }
+    const response = await fetch(base + "healthz", { cache: "no-store" });
+    const health = await response.json();
+    charts.events.push(null);
+    charts.bytes.push(null);
+    charts.streams.push(health.streams ?? null);
+    charts.lag.push(health.relay_lag_seconds ?? null);
+    hubSource("/metrics needs the hub's --metrics-token, which this page does not have: " +
+      "open streams and relay lag come from /healthz, events and bytes are not shown");
+  } catch (_) {
+    eventRate.next(undefined);
+    byteRate.next(undefined);
+    Object.values(charts).forEach((chart) => chart.push(null));
+    hubSource("the hub did not answer; trying again every second");
+  } finally {
+    setTimeout(sampleHub, POLL_MS);
+  }
 }
 
 // ---- subscribing
@@ -248,4 +341,8 @@ $("publish").addEventListener("submit", (e) => { e.preventDefault(); publish(); 
 $("token-form").addEventListener("submit", saveToken);
 $("type-filter").addEventListener("change", applyFilter);
 ["topics", "pub-topic"].forEach((id) => $(id).addEventListener("input", showCommands));
+window.addEventListener("resize", () => Object.values(charts).forEach((chart) => chart.draw()));
 connect();
+showReceived();
+setInterval(showReceived, POLL_MS);
+sampleHub();
