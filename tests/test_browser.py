@@ -38,7 +38,7 @@ CHROMIUM_ARGS = [
 WAIT_MS = 30_000
 
 
-def _chromium() -> str:
+def chromium_path() -> str:
     path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
     assert path, "Debian's chromium is missing: run `make browser` (make test does)"
     return path
@@ -48,7 +48,7 @@ def _chromium() -> str:
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=_chromium(), headless=True, args=CHROMIUM_ARGS
+            executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
         )
         yield browser
         await browser.close()
@@ -165,7 +165,7 @@ async def test_dashboard_shows_every_type_and_filters_by_type(
     await page.select_option("#type-filter", "order.paid")
     visible = page.locator("li.event:visible")
     await expect(visible).to_have_count(2, timeout=WAIT_MS)
-    await expect(visible.locator("pre")).to_have_text(['{\n  "order": 8\n}', '{\n  "order": 7\n}'])
+    await expect(visible.locator("pre")).to_have_text(['{"order": 8}', '{"order": 7}'])
     await _publish(hub.url, "plain 2")  # arrives while the filter hides its type
     await _wait_count(page, len(published) + 1)
     await expect(visible).to_have_count(2)

@@ -3,6 +3,7 @@ import { EventStream } from "./sse.js";
 import { Rate, Sparkline, humanBytes, parseMetrics } from "./charts.js";
 
 const MAX_ITEMS = 500;
+const SHORT_DATA_CHARS = 80;
 const MAX_TYPES = 50; // types listed one by one; more are counted as "other types"
 const POLL_MS = 1000;
 const RATE_WINDOW_S = 10;
@@ -37,7 +38,9 @@ function note(text) {
   addItem(li);
 }
 
+// Short data as it came; longer JSON objects and arrays indented.
 function pretty(data) {
+  if (data.length <= SHORT_DATA_CHARS) return data;
   try {
     const value = JSON.parse(data);
     if (value !== null && typeof value === "object") return JSON.stringify(value, null, 2);
