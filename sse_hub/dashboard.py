@@ -1,7 +1,11 @@
-"""``GET /``: the live dashboard, three static files shipped in the package.
+"""``GET /``: the live dashboard, static files shipped in the package.
 
 The page uses only relative URLs, so it works wherever the hub is mounted
-(``/`` or ``/realtime/``), and makes no request outside the hub.
+(``/`` or ``/realtime/``), and makes no request outside the hub: it reads
+``/events`` with ``fetch`` (``static/sse.js``), and polls ``/metrics`` (or
+``/healthz`` when a metrics token guards it) for its charts. The policy below
+keeps it that way: scripts, styles and connections from the hub's origin only,
+nothing inline.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from sse_hub.problems import answering_problems
 _FILES = {
     "index.html": "text/html",
     "dashboard.js": "text/javascript",
+    "sse.js": "text/javascript",
+    "charts.js": "text/javascript",
     "dashboard.css": "text/css",
 }
 _SECURITY_HEADERS = {
