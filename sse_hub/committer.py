@@ -49,6 +49,7 @@ class GroupCommitter:
         self._queue: deque[_Request] = deque()
         self._pending_events = 0
         self._drain_requested = False
+        self._drain_skipped = False
         self._work = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # Kept from start(): asyncio.get_running_loop() costs a getpid() system call
@@ -56,6 +57,7 @@ class GroupCommitter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.transactions = 0
         self.events_committed = 0
+        self.drains_skipped = 0
 
     def start(self) -> None:
         if self._task is None:
@@ -87,6 +89,16 @@ class GroupCommitter:
         self._drain_requested = True
         self._work.set()
 
+    def sequenced_elsewhere(self) -> None:
+        """Another session's sequencer transaction committed (``sse_hub_events`` rang).
+
+        A drain skipped while it held the lock runs again now: the rows it
+        skipped may have committed after that session's snapshot.
+        """
+        if self._drain_skipped:
+            self._drain_skipped = False
+            self.request_drain()
+
     async def _flush_forever(self) -> None:
         while True:
             await self._work.wait()
@@ -114,6 +126,11 @@ class GroupCommitter:
         batch = self._next_batch()
         events = [event for request in batch for event in request.events]
         try:
+            if not batch:
+                self._drain_skipped = not await store.drain_outbox(self._pool)
+                if self._drain_skipped:
+                    self.drains_skipped += 1
+                return
             ids = await store.append(self._pool, events)
         except asyncio.CancelledError:
             for request in batch:

@@ -117,6 +117,7 @@ class Relay:
             conn.terminate()
 
     def _on_events(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self._committer.sequenced_elsewhere()
         if not self.ring(_notified_id(payload)):
             self.notifications_skipped += 1
 

@@ -110,6 +110,11 @@ def _hub_metrics(hub: Hub) -> Iterator[Metric]:
         "Notifications for events the relay had already read (no query needed)",
         relay.notifications_skipped,
     )
+    yield _counter(
+        "outbox_drains_skipped",
+        "Outbox drains left to another hub holding the sequencer (no wait)",
+        hub.committer.drains_skipped,
+    )
     yield _gauge(
         "last_event_id", "The newest event id this process has relayed", hub.broker.last_id
     )

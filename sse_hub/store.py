@@ -113,6 +113,18 @@ DELETE FROM sse_hub.events WHERE id <= (SELECT upto FROM cut)
 """
 
 
+_SEQUENCER_BUSY = -1  # what sse_hub.append() answers a drain when another holds the lock
+
+
+async def drain_outbox(db: Database) -> bool:
+    """Sequence the committed outbox rows; ``False`` when another session holds the sequencer.
+
+    A drain never waits for the lock (migrations/0004): the holder sequences the rows.
+    """
+    first: int | None = await db.fetchval(_APPEND, [], [], [])
+    return first != _SEQUENCER_BUSY
+
+
 async def append(db: Database, events: Sequence[NewEvent]) -> list[int]:
     """Store ``events`` atomically and in order (moving the outbox first); their ids."""
     first: int | None = await db.fetchval(
@@ -122,7 +134,7 @@ async def append(db: Database, events: Sequence[NewEvent]) -> list[int]:
         [event.data for event in events],
     )
     if first is None or not events:
-        return []
+        return []  # with no events: a drain (see drain_outbox)
     return list(range(first, first + len(events)))
 
 

@@ -254,3 +254,23 @@ async def test_close_fails_queued_requests_cancels_the_one_in_flight_and_leaves_
         assert await db.fetchval("SELECT last_id FROM sse_hub.sequencer FOR UPDATE") == 0
     assert await _transactions(db) == []
     assert committer.transactions == 0
+
+
+async def test_a_drain_never_waits_for_the_sequencer_and_runs_again_when_told(
+    start_committer: StartCommitter, held: SequencerLock, db: asyncpg.Connection
+) -> None:
+    await db.execute("SELECT sse_hub.publish('t', 'from sql')")  # committed into the outbox
+    committer = start_committer()
+    committer.request_drain()
+    # Another session holds the sequencer: the drain returns at once, and waits on nothing.
+    await wait_until(lambda: committer.drains_skipped == 1, WAIT_S)
+    assert await held._waiters(held._conn.get_server_pid()) == 0
+    assert await db.fetchval("SELECT count(*) FROM sse_hub.outbox") == 1
+    await held.release()
+    committer.sequenced_elsewhere()  # the holder's commit rang sse_hub_events
+    async with asyncio.timeout(WAIT_S):
+        while await db.fetchval("SELECT count(*) FROM sse_hub.events") != 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    assert await db.fetchval("SELECT count(*) FROM sse_hub.outbox") == 0
+    committer.sequenced_elsewhere()  # no drain was skipped: nothing to do
+    assert committer.drains_skipped == 1
