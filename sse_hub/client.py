@@ -52,8 +52,12 @@ PROBLEM_TYPES = {"application/problem+json", "application/json"}
 # Our own deadlines (asyncio.timeout) bound every wait; the session's total of 300 s must not.
 _NO_TIMEOUT = aiohttp.ClientTimeout()
 _EVENT_ID = re.compile(r"[0-9]{1,19}")
-# Errors that no attempt will cure: the URL itself, or the hub's certificate.
-_FINAL_ERRORS = (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError)
+# Errors that no attempt will cure: the URL, redirects in a loop, the hub's certificate.
+_FINAL_ERRORS = (
+    aiohttp.InvalidURL,
+    aiohttp.TooManyRedirects,
+    aiohttp.ClientConnectorCertificateError,
+)
 
 Token = str | Callable[[], str] | Callable[[], Awaitable[str]]
 
@@ -138,6 +142,8 @@ class Client:
         retry_ms: int = DEFAULT_RETRY_MS,
         max_retry_delay_s: float = DEFAULT_MAX_RETRY_DELAY_S,
     ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"the hub's url must start with http:// or https://, got {url!r}")
         self.url = url.rstrip("/")
         self.idle_timeout_s = idle_timeout_s
         self.max_event_bytes = max_event_bytes
@@ -269,8 +275,9 @@ class Subscription:
                         outcome = f"{response.status} {response.reason}"
                     else:
                         _check_event_stream(response)
-                        async for event in self._read(response, backoff):
-                            yield event
+                        async with contextlib.aclosing(self._read(response, backoff)) as events:
+                            async for event in events:
+                                yield event
                         outcome = "the hub ended the stream"
                 finally:
                     response.close()

@@ -469,7 +469,10 @@ async def test_publish_returns_the_id_and_raises_refusals(start_hub: HubFactory)
         assert unauthorized.value.status == 401
 
 
-def test_subscribe_checks_its_arguments() -> None:
+def test_client_and_subscribe_check_their_arguments() -> None:
+    for url in ("hub.example:8080", "ftp://hub.example"):
+        with pytest.raises(ValueError, match="http:// or https://"):
+            Client(url)
     hub = Client("http://127.0.0.1:1")
     with pytest.raises(ValueError, match="at least one topic"):
         hub.subscribe()
