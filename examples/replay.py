@@ -1,7 +1,11 @@
-"""A consumer that disconnects, misses events, resumes from its last id, and proves
-it missed nothing.
+"""A consumer that leaves, misses events, comes back after its last id, and proves it
+missed nothing, with the Python client (``sse_hub.Client``).
 
     python examples/replay.py            # with `make run` in another terminal
+
+A subscription reconnects by itself after a drop or a hub restart; this consumer
+leaves on purpose instead, as a program that stops and starts again does, keeping
+the id of the last event it handled.
 """
 
 from __future__ import annotations
@@ -9,50 +13,39 @@ from __future__ import annotations
 import asyncio
 import os
 
-import aiohttp
-
-from sse_hub.frames import FrameParser, ParsedFrame
+import sse_hub
 
 HUB = os.environ.get("HUB", "http://127.0.0.1:8080")
 TOPIC = "replay-demo"
 
 
-async def take(response: aiohttp.ClientResponse, count: int) -> list[ParsedFrame]:
-    """Read ``count`` events (frames with data) from an open stream."""
-    parser = FrameParser()
-    events: list[ParsedFrame] = []
-    async for chunk in response.content.iter_any():
-        events += [frame for frame in parser.feed(chunk) if frame.data is not None]
-        if len(events) >= count:
-            break
-    return events[:count]
-
-
-async def publish(session: aiohttp.ClientSession, data: str) -> int:
-    async with session.post(f"{HUB}/events", json={"topic": TOPIC, "data": data}) as response:
-        response.raise_for_status()
-        return int((await response.json())["id"])
+async def take(subscription: sse_hub.Subscription, count: int) -> list[sse_hub.Event]:
+    """Handle ``count`` events, then leave (the ``async with`` closes the connection)."""
+    events: list[sse_hub.Event] = []
+    async with asyncio.timeout(30), subscription:
+        async for event in subscription:
+            events.append(event)
+            if len(events) == count:
+                break
+    return events
 
 
 async def main() -> None:
-    url = f"{HUB}/events?topic={TOPIC}"
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        # The hub answers with headers once the stream is subscribed: nothing after is missed.
-        async with session.get(url) as stream:
-            published = [await publish(session, f"first {n}") for n in range(3)]
-            seen = await take(stream, 3)
-        last_id = seen[-1].id or ""
-        print(f"received {[e.id for e in seen]}, disconnected after id {last_id}")
+    async with sse_hub.Client(HUB) as hub:
+        published = [await hub.publish(TOPIC, f"first {n}") for n in range(3)]
+        # Start just before them, as if we had handled everything up to there.
+        seen = await take(hub.subscribe(TOPIC, last_event_id=published[0] - 1), 3)
+        saved = seen[-1].id
+        print(f"received {[e.id for e in seen]}, left after id {saved}")
 
-        missed = [await publish(session, f"while away {n}") for n in range(4)]
-        print(f"published {missed} while disconnected")
+        missed = [await hub.publish(TOPIC, f"while away {n}") for n in range(4)]
+        print(f"published {missed} while away")
 
-        async with session.get(url, headers={"Last-Event-ID": last_id}) as stream:
-            resumed = await take(stream, len(missed))
-        got = [int(e.id or 0) for e in resumed]
-        print(f"resumed with Last-Event-ID {last_id}: received {got}")
-        assert [int(e.id or 0) for e in seen] == published, "the first read was not complete"
-        assert got == missed, "the resumed stream lost or repeated an event"
+        resumed = await take(hub.subscribe(TOPIC, last_event_id=saved), len(missed))
+        got = [e.id for e in resumed]
+        print(f"came back with last_event_id={saved}: received {got}")
+        assert [e.id for e in seen] == published, "the first read was not complete"
+        assert got == missed, "the resumed subscription lost or repeated an event"
         print("nothing missed, nothing repeated")
 
 

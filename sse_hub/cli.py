@@ -13,14 +13,23 @@ from typing import Any, NoReturn
 import asyncpg
 
 from sse_hub import store
-from sse_hub.config import SERVE_OPTIONS, Option, Settings, load_settings, parse_duration_s
+from sse_hub.config import (
+    SERVE_OPTIONS,
+    TOKEN_ENV,
+    Option,
+    Settings,
+    client_token,
+    load_settings,
+    parse_duration_s,
+)
 from sse_hub.database import open_database
 from sse_hub.embedded_pg import EmbeddedPostgresError
 from sse_hub.errors import ConfigError, HubError
 from sse_hub.events import new_event, parse_patterns, validate_topic
+from sse_hub.frames import ParsedFrame
 from sse_hub.migrate import PRODUCER_ROLE, MigrationError, grant_producer, migrate_dsn
 from sse_hub.replay import parse_resume
-from sse_hub.terminal import TerminalSink
+from sse_hub.terminal import TerminalSink, render_json, render_text
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -111,10 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
         "tail",
         help="print events as they arrive",
         description="Print events of the given topics (patterns like orders/* and * work) "
-        "as they arrive, straight from the database (which sse-hub serve or sse-hub migrate "
-        "has migrated).",
+        "as they arrive: from a hub over HTTP with --url (reconnecting by itself, resuming "
+        "from the last event printed), else straight from the database (which sse-hub serve "
+        "or sse-hub migrate has migrated).",
     )
     tail.add_argument("topics", nargs="+", metavar="TOPIC")
+    tail.add_argument(
+        "--url", help="read from the hub at this address, e.g. http://hub:8080, not the database"
+    )
+    tail.add_argument("--token", help=f"the bearer token sent with --url [env {TOKEN_ENV}]")
     tail.add_argument("--last-event-id", help="replay what came after this id first (or earliest)")
     tail.add_argument(
         "--json", action="store_true", help="print one JSON object per event, for scripts"
@@ -262,6 +276,10 @@ def _print_line(line: str) -> None:
 
 
 def _tail(args: argparse.Namespace) -> int:
+    if args.url:
+        return _tail_hub(args)
+    if args.token:
+        raise ConfigError("--token", "goes with --url; the database takes no token")
     settings = load_settings(vars(args))
     patterns = parse_patterns(args.topics, max_count=settings.max_topics_per_stream)
     resume = parse_resume(args.last_event_id, [])
@@ -290,6 +308,31 @@ def _tail(args: argparse.Namespace) -> int:
             await hub.close()
 
     return _with_database(settings, work)
+
+
+def _tail_hub(args: argparse.Namespace) -> int:
+    """``tail --url``: the hub's stream through the Python client, printed as ``tail`` prints."""
+    from sse_hub.client import Client, ProblemError, Reset, StreamError
+
+    for flag in _DATABASE_FLAGS:
+        if getattr(args, flag.removeprefix("--").replace("-", "_")):
+            raise ConfigError(flag, "is for the database; --url reads from a hub: give one of them")
+    parse_resume(args.last_event_id, [])  # a bad id is a usage error, as without --url
+    colour = sys.stdout.isatty() and not args.json
+
+    async def work() -> int:
+        async with Client(args.url, token=client_token(args.token)) as hub:
+            async for event in hub.subscribe(*args.topics, last_event_id=args.last_event_id):
+                event_id = None if isinstance(event, Reset) else str(event.id)
+                frame = ParsedFrame(id=event_id, event=event.event, data=event.data)
+                _print_line(render_json(frame) if args.json else render_text(frame, colour=colour))
+        return EXIT_OK
+
+    try:
+        return asyncio.run(work())
+    except (ProblemError, StreamError) as exc:
+        print(f"sse-hub: error: {args.url}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _token(args: argparse.Namespace) -> int:

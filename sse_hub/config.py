@@ -447,6 +447,17 @@ SERVE_OPTIONS: tuple[Option, ...] = (
 )
 
 
+TOKEN_ENV = "SSE_HUB_TOKEN"
+
+
+def client_token(flag: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The token a command sends to a hub over HTTP: ``--token``, else ``SSE_HUB_TOKEN``."""
+    if flag:
+        return flag
+    env = os.environ if environ is None else environ
+    return env.get(TOKEN_ENV) or None
+
+
 def _raw_value(option: Option, flags: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
     """The flag value if given, else the environment twin(s), else ``None``."""
     given = flags.get(option.dest)

@@ -18,15 +18,18 @@ becomes part of the next event's block, where every parser ignores it.
 
 from __future__ import annotations
 
-import codecs
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 RESET_EVENT = "sse-hub.reset"
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_LINE_BREAK_BYTES = re.compile(rb"\r\n|\r|\n")
+_CR = ord("\r")
+_LF = ord("\n")
+_BOM = b"\xef\xbb\xbf"
 
 
 class Encoded(NamedTuple):
@@ -83,60 +86,90 @@ class ParsedFrame:
     event: str | None = None
     data: str | None = None
     retry: int | None = None
-    comments: list[str] = field(default_factory=list)
 
 
 class FrameParser:
-    """Incremental ``text/event-stream`` reader (for ``sse-hub tail`` and the tests).
+    """Incremental ``text/event-stream`` reader (the Python client, ``sse-hub tail``, the tests).
 
-    Follows the WHATWG parsing rules: lines end at CRLF, CR or LF, a field's value
-    loses one leading space, ``data`` lines join with LF, a blank line ends a frame.
-    ``retry`` is the last reconnection delay read, set when its line is parsed
-    (as a browser sets it), whether or not a blank line followed.
+    Follows the WHATWG parsing rules: UTF-8 with one leading BOM dropped and
+    invalid bytes replaced, lines end at CRLF, CR or LF, a comment line is
+    ignored, a field's value loses one leading space, ``data`` lines join with
+    LF, an ``id`` holding NUL is ignored, ``retry`` takes ASCII digits only, a
+    blank line ends a frame. ``retry`` is the last reconnection delay read, set
+    when its line is parsed (as a browser sets it), whether or not a blank line
+    followed. A CR that ends a chunk ends its line at once (a LF that starts the
+    next chunk then belongs to it), so a stream using CR alone is never late.
+
+    The input is kept as bytes until a frame is complete, so ``pending_bytes``
+    is exactly what a reader holds for the frame being read.
     """
 
     def __init__(self) -> None:
-        self._buffer = ""
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._buffer = bytearray()  # an unfinished line
+        self._skip_lf = False  # the last line ended with a CR that ended its chunk
+        self._first_line = True
         self._current = ParsedFrame()
-        self._data: list[str] = []
+        self._data: list[bytes] = []
+        self._data_bytes = 0
         self._started = False
         self.retry: int | None = None
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes held for the frame being read: its data lines so far and its unfinished line."""
+        return len(self._buffer) + self._data_bytes
+
     def feed(self, chunk: bytes) -> list[ParsedFrame]:
-        self._buffer += self._decoder.decode(chunk)
+        if not chunk:
+            return []
+        buffer = self._buffer
+        scan_from = len(buffer)  # what was kept holds no line break
+        buffer += chunk
+        start = 0
+        if self._skip_lf:
+            self._skip_lf = False
+            if buffer[0] == _LF:
+                start = scan_from = 1
         done: list[ParsedFrame] = []
         while True:
-            match = _LINE_BREAK.search(self._buffer)
+            match = _LINE_BREAK_BYTES.search(buffer, scan_from)
             if match is None:
                 break
-            if match.group() == "\r" and match.end() == len(self._buffer):
-                break  # maybe the first half of CRLF
-            line, self._buffer = self._buffer[: match.start()], self._buffer[match.end() :]
+            line = bytes(buffer[start : match.start()])
+            start = scan_from = match.end()
+            if start == len(buffer) and buffer[start - 1] == _CR:
+                self._skip_lf = True  # maybe the first half of a CRLF
             frame = self._line(line)
             if frame is not None:
                 done.append(frame)
+        del buffer[:start]
         return done
 
-    def _line(self, line: str) -> ParsedFrame | None:
-        if line == "":
+    def _line(self, line: bytes) -> ParsedFrame | None:
+        if self._first_line:
+            self._first_line = False
+            line = line.removeprefix(_BOM)
+        if line == b"":
             if not self._started:
                 return None
             frame = self._current
-            frame.data = "\n".join(self._data) if self._data else None
-            self._current, self._data, self._started = ParsedFrame(), [], False
+            if self._data:
+                frame.data = b"\n".join(self._data).decode("utf-8", "replace")
+            self._current, self._data, self._data_bytes = ParsedFrame(), [], 0
+            self._started = False
             return frame
         self._started = True
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "":
-            self._current.comments.append(value)
-        elif name == "data":
+        name, _, value = line.partition(b":")
+        value = value[1:] if value.startswith(b" ") else value
+        if name == b"data":
             self._data.append(value)
-        elif name == "id":
-            self._current.id = value
-        elif name == "event":
-            self._current.event = value
-        elif name == "retry" and value.isdigit():
+            self._data_bytes += len(value) + 1
+        elif name == b"id":
+            if b"\0" not in value:
+                self._current.id = value.decode("utf-8", "replace")
+        elif name == b"event":
+            self._current.event = value.decode("utf-8", "replace")
+        elif name == b"retry" and value.isdigit():  # bytes.isdigit: ASCII digits only
             self._current.retry = self.retry = int(value)
+        # Anything else, comments (an empty name) included, is ignored.
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +123,114 @@ async def test_tail_json_for_scripts(dsn: str) -> None:
     finally:
         tail.terminate()
         await tail.wait()
+
+
+def _without_database(env_extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"SSE_HUB_DSN", "DATABASE_URL"}}
+    return {**env, **env_extra}
+
+
+async def _tail_over_http(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *COMMAND, "tail", *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+async def test_tail_over_http_prints_like_the_database_mode_and_outlives_a_restart(
+    dsn: str,
+) -> None:
+    args = ["--dsn", dsn, "--jwt-key", TOKEN_KEY, "--retry-ms", "200"]
+    hub = HubProcess(args)
+    restarted: HubProcess | None = None
+    await hub.wait_healthy()
+    token = run("token", "--subscribe", "t/*", "--jwt-key", TOKEN_KEY).stdout.strip()
+    for data in ["one", "two"]:
+        assert (await arun("publish", "t/a", data, dsn=dsn)).returncode == 0
+    # No database for the tail: only the hub's address and a token (from the environment).
+    env = _without_database({"SSE_HUB_TOKEN": token})
+    tail = await _tail_over_http("--url", hub.url, "t/*", "--last-event-id", "1", env=env)
+    assert tail.stdout is not None
+    try:
+        async with asyncio.timeout(120):
+            assert (await tail.stdout.readline()).decode().strip() == "2 two"
+            assert (
+                await arun("publish", "t/b", "three", "--event", "kind", dsn=dsn)
+            ).returncode == 0
+            assert (await tail.stdout.readline()).decode().strip() == "3 (kind) three"
+            hub.signal(signal.SIGTERM)
+            assert await hub.wait_exit() == 0
+            assert (await arun("publish", "t/a", "while down", dsn=dsn)).returncode == 0
+            restarted = HubProcess(args, port=hub.port)
+            await restarted.wait_healthy()
+            assert (await tail.stdout.readline()).decode().strip() == "4 while down"
+    finally:
+        tail.terminate()
+        await tail.wait()
+        hub.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
+async def test_tail_over_http_json_with_a_token_flag(dsn: str) -> None:
+    hub = HubProcess(["--dsn", dsn, "--jwt-key", TOKEN_KEY])
+    await hub.wait_healthy()
+    token = run("token", "--subscribe", "j", "--jwt-key", TOKEN_KEY).stdout.strip()
+    assert (await arun("publish", "j", '{"k": 1}', "--event", "e", dsn=dsn)).returncode == 0
+    tail = await _tail_over_http(
+        "--url",
+        hub.url,
+        "--token",
+        token,
+        "j",
+        "--json",
+        "--last-event-id",
+        "earliest",
+        env=_without_database({}),
+    )
+    assert tail.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            line = (await tail.stdout.readline()).decode()
+        assert json.loads(line) == {"id": 1, "event": "e", "data": '{"k": 1}'}
+    finally:
+        tail.terminate()
+        await tail.wait()
+        hub.stop()
+
+
+async def test_tail_over_http_stops_on_a_refusal(dsn: str) -> None:
+    hub = HubProcess(["--dsn", dsn, "--jwt-key", TOKEN_KEY])
+    await hub.wait_healthy()
+    try:
+        result = await asyncio.wait_for(
+            asyncio.to_thread(
+                subprocess.run,
+                [*COMMAND, "tail", "--url", hub.url, "t"],
+                capture_output=True,
+                text=True,
+                env=_without_database({}),
+                check=False,
+            ),
+            timeout=60,
+        )
+    finally:
+        hub.stop()
+    assert result.returncode == 1
+    assert f"sse-hub: error: {hub.url}: 401 Unauthorized: " in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--url", "http://127.0.0.1:1", "--dsn", "postgresql:///x", "t"], "--dsn"),
+        (["--token", "abc", "t"], "--token"),
+        (["--url", "http://127.0.0.1:1", "t", "--last-event-id", "x"], "Last-Event-ID"),
+    ],
+)
+def test_tail_over_http_usage_errors(args: list[str], message: str) -> None:
+    result = run("tail", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
 
 
 async def test_publish_applies_the_hubs_settings(dsn: str, db: asyncpg.Connection) -> None:
