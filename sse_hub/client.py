@@ -238,8 +238,10 @@ class Subscription:
     ``async with`` block to close its connection at once. ``last_event_id``
     is where it stands: the id of the last event it delivered. ``connects``
     counts the streams the hub has opened for it (``connects - 1`` reconnects);
-    ``connected_at`` is the ``time.time()`` at which the current one opened,
-    ``None`` while it has none.
+    ``connected_at`` is the ``time.time()`` at which the current one was
+    requested, ``None`` while none is open. Events published after it came
+    live; those before it, replayed. (Not the moment the answer arrived: a
+    proxy that buffers holds that back with the events.)
     """
 
     def __init__(
@@ -303,6 +305,7 @@ class Subscription:
             retry_after_s: float | None = None
             try:
                 self._reconnect_asked.clear()
+                requested_at = time.time()
                 response = await self._connect()
                 self._reconnect_asked.clear()  # this stream is the new one
                 try:
@@ -311,7 +314,7 @@ class Subscription:
                         outcome = f"{response.status} {response.reason}"
                     else:
                         _check_event_stream(response)
-                        self._opened(response)
+                        self._opened(response, requested_at)
                         async with contextlib.aclosing(self._read(response, backoff)) as events:
                             async for event in events:
                                 yield event
@@ -347,10 +350,10 @@ class Subscription:
             if not await client._pause(delay_s, self._reconnect_asked):
                 return
 
-    def _opened(self, response: aiohttp.ClientResponse) -> None:
+    def _opened(self, response: aiohttp.ClientResponse, requested_at: float) -> None:
         self._response = response
         self.connects += 1
-        self.connected_at = time.time()
+        self.connected_at = requested_at
         self._connected.set()
 
     def _closed_stream(self) -> None:

@@ -226,6 +226,24 @@ async def test_reconnect_drops_the_stream_and_resumes_at_once() -> None:
         await server.close()
 
 
+async def test_connected_at_is_when_the_stream_was_asked_for() -> None:
+    async def held_back(writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.5)  # a proxy holding the answer with its first events
+        await stream(b"id: 1\ndata: one\n\n", silent=True)(writer)
+
+    server = await ScriptedServer(held_back).start()
+    try:
+        async with Client(server.url) as hub:
+            subscription = hub.subscribe("t")
+            before = time.time()
+            assert pairs(await take(subscription, 1)) == [(1, "one")]
+            answered = time.time()
+            assert subscription.connected_at is not None
+            assert before <= subscription.connected_at <= answered - 0.5
+    finally:
+        await server.close()
+
+
 async def test_reconnect_cuts_a_wait_between_attempts_short(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
