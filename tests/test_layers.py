@@ -26,6 +26,8 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
             "ratelimit",
             "heartbeats",
             "reconnect",
+            "probe_plan",
+            "probe_report",
         },
         set(),
     ),
