@@ -66,6 +66,7 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
             "accesslog",
             "sink",
             "client",
+            "probe",
         },
         {"aiohttp", "aiofiles", "jwt", "prometheus_client", "cryptography"},
     ),
