@@ -1,4 +1,4 @@
-"""``sse-hub``: serve, migrate, grant, publish, tail, token."""
+"""``sse-hub``: serve, migrate, grant, publish, tail, probe, token."""
 
 from __future__ import annotations
 
@@ -28,12 +28,22 @@ from sse_hub.errors import ConfigError, HubError
 from sse_hub.events import new_event, parse_patterns, validate_topic
 from sse_hub.frames import ParsedFrame
 from sse_hub.migrate import PRODUCER_ROLE, MigrationError, grant_producer, migrate_dsn
+from sse_hub.probe_plan import (
+    DEFAULT_CONNECTIONS,
+    DEFAULT_DURATION,
+    DEFAULT_GRACE,
+    DEFAULT_RATE_PER_S,
+    MAX_CONNECTIONS,
+    TOPIC_PREFIX,
+    make_plan,
+)
 from sse_hub.replay import parse_resume
 from sse_hub.terminal import TerminalSink, render_json, render_text
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_REFUSED = 3  # probe: the hub refused or could not be reached; nothing was measured
 
 log = logging.getLogger("sse_hub")
 
@@ -135,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_database_options(tail)
 
+    _add_probe(commands)
+
     token = commands.add_parser(
         "token",
         help="mint a token for development",
@@ -167,6 +179,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_probe(commands: Any) -> None:
+    probe = commands.add_parser(
+        "probe",
+        help="check a deployment end to end: loss, order, latency, buffering",
+        description="Publish a numbered sequence to the hub at URL and read it back on several "
+        "connections, through whatever stands in front of the hub, dropping connections on "
+        "purpose if asked; report loss, duplicates, misorder, reconnects, publish-to-receive "
+        "latency and whether a proxy buffers the stream. Exit status 0 when nothing was lost, "
+        "duplicated or misordered, 1 otherwise, 2 for bad usage, 3 when the hub refused or "
+        "could not be reached.",
+    )
+    probe.add_argument("url", metavar="URL", help="the hub as clients reach it, e.g. https://hub")
+    probe.add_argument(
+        "--token",
+        help=f"a bearer token that may publish and subscribe to the topic [env {TOKEN_ENV}]",
+    )
+    probe.add_argument(
+        "--topic", help=f"the topic to use (default: {TOPIC_PREFIX}<random>, new each run)"
+    )
+    probe.add_argument(
+        "--connections",
+        default=str(DEFAULT_CONNECTIONS),
+        metavar="N",
+        help=f"subscriptions reading the sequence, 1 to {MAX_CONNECTIONS} "
+        f"(default {DEFAULT_CONNECTIONS})",
+    )
+    probe.add_argument(
+        "--duration",
+        default=DEFAULT_DURATION,
+        help=f"how long to publish, e.g. 10s, 5m (default {DEFAULT_DURATION})",
+    )
+    probe.add_argument(
+        "--rate",
+        default=f"{DEFAULT_RATE_PER_S:g}",
+        metavar="PER_S",
+        help=f"events published per second (default {DEFAULT_RATE_PER_S:g})",
+    )
+    probe.add_argument(
+        "--drop-every",
+        default="0",
+        metavar="DURATION",
+        help="drop one connection on purpose this often, in turn, e.g. 2s (default 0: never)",
+    )
+    probe.add_argument(
+        "--grace",
+        default=DEFAULT_GRACE,
+        metavar="DURATION",
+        help="how long to wait for the streams to open, and for late events at the end "
+        f"(default {DEFAULT_GRACE})",
+    )
+    probe.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -178,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "grant": _grant,
         "publish": _publish,
         "tail": _tail,
+        "probe": _probe,
         "token": _token,
     }
     try:
@@ -333,6 +399,40 @@ def _tail_hub(args: argparse.Namespace) -> int:
     except (ProblemError, StreamError) as exc:
         print(f"sse-hub: error: {args.url}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from sse_hub.probe import ProbeRefused, run_probe
+    from sse_hub.probe_report import render_json, render_text
+
+    if not args.url.startswith(("http://", "https://")):
+        raise ConfigError("URL", f"must start with http:// or https://, got {args.url!r}")
+    plan = make_plan(
+        topic=args.topic,
+        connections=args.connections,
+        duration=args.duration,
+        rate=args.rate,
+        drop_every=args.drop_every,
+        grace=args.grace,
+    )
+    # Planned drops are the point of the run, and the report counts every reconnect.
+    logging.getLogger("sse_hub.client").setLevel(logging.WARNING)
+    print(
+        f"sse-hub probe: {plan.events} events to {plan.topic} in {plan.duration_s:g} s, "
+        f"read on {plan.connections} connection(s) of {args.url}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        report = asyncio.run(run_probe(args.url, plan, token=client_token(args.token)))
+    except ProbeRefused as exc:
+        print(f"sse-hub: error: {args.url}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("sse-hub: probe interrupted: no report", file=sys.stderr)
+        return EXIT_FAILURE
+    print(render_json(report) if args.json else render_text(report))
+    return EXIT_OK if report.ok else EXIT_FAILURE
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ import inspect
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -218,11 +219,15 @@ class Client:
             token = await token
         return {"Authorization": f"Bearer {token}"} if token else {}
 
-    async def _pause(self, delay_s: float) -> bool:
-        """Wait ``delay_s``; ``False`` when the client was closed meanwhile."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay_s):
-                await self._closed.wait()
+    async def _pause(self, delay_s: float, wake: asyncio.Event) -> bool:
+        """Wait ``delay_s``, or until ``wake`` is set; ``False`` when the client was closed."""
+        closed = asyncio.ensure_future(self._closed.wait())
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait([closed, woken], timeout=delay_s, return_when="FIRST_COMPLETED")
+        finally:
+            for waiter in (closed, woken):
+                waiter.cancel()
         return not self.closed
 
 
@@ -231,7 +236,12 @@ class Subscription:
 
     Iterate it (``async for``); leave it with ``break``, or use it as an
     ``async with`` block to close its connection at once. ``last_event_id``
-    is where it stands: the id of the last event it delivered.
+    is where it stands: the id of the last event it delivered. ``connects``
+    counts the streams the hub has opened for it (``connects - 1`` reconnects);
+    ``connected_at`` is the ``time.time()`` at which the current one was
+    requested, ``None`` while none is open. Events published after it came
+    live; those before it, replayed. (Not the moment the answer arrived: a
+    proxy that buffers holds that back with the events.)
     """
 
     def __init__(
@@ -239,8 +249,13 @@ class Subscription:
     ) -> None:
         self.topics = topics
         self.last_event_id = last_event_id
+        self.connects = 0
+        self.connected_at: float | None = None
         self._client = client
         self._events = self._run()
+        self._response: aiohttp.ClientResponse | None = None
+        self._connected = asyncio.Event()
+        self._reconnect_asked = asyncio.Event()
 
     def __aiter__(self) -> Self:
         return self
@@ -262,24 +277,50 @@ class Subscription:
     ) -> None:
         await self.aclose()
 
+    def reconnect(self) -> bool:
+        """Drop the current stream and open a new one at once, resuming after ``last_event_id``.
+
+        What a network drop does, without the wait: the hub replays what the
+        new stream missed. ``True`` when a stream was open and is dropped;
+        ``False`` when none was (a wait between attempts is cut short, and a
+        stream being opened is the new one).
+        """
+        self._reconnect_asked.set()
+        if self._response is None:
+            return False
+        self._response.close()
+        return True
+
+    async def wait_connected(self) -> None:
+        """Return once the hub has opened a stream (at once while one is open).
+
+        The subscription connects while it is iterated: iterate it in another task.
+        """
+        await self._connected.wait()
+
     async def _run(self) -> AsyncGenerator[Event, None]:
         client = self._client
         backoff = Backoff(client.retry_ms / 1000, client.max_retry_delay_s)
         while not client.closed:
             retry_after_s: float | None = None
             try:
+                self._reconnect_asked.clear()
+                requested_at = time.time()
                 response = await self._connect()
+                self._reconnect_asked.clear()  # this stream is the new one
                 try:
                     if response.status != 200:
                         retry_after_s = await self._refused(response)
                         outcome = f"{response.status} {response.reason}"
                     else:
                         _check_event_stream(response)
+                        self._opened(response, requested_at)
                         async with contextlib.aclosing(self._read(response, backoff)) as events:
                             async for event in events:
                                 yield event
                         outcome = "the hub ended the stream"
                 finally:
+                    self._closed_stream()
                     response.close()
             except _FINAL_ERRORS:
                 raise
@@ -289,6 +330,13 @@ class Subscription:
                 if isinstance(exc, RuntimeError):
                     raise
                 outcome = _describe(exc, client.idle_timeout_s)
+            if self._reconnect_asked.is_set():
+                log.info(
+                    "stream of %s from %s dropped: reconnect() asked for a new one",
+                    ", ".join(self.topics),
+                    client.url,
+                )
+                continue
             delay_s = backoff.next_delay_s(retry_after_s)
             log.log(
                 logging.INFO if backoff.failures == 1 else logging.WARNING,
@@ -299,8 +347,19 @@ class Subscription:
                 delay_s,
                 self.last_event_id,
             )
-            if not await client._pause(delay_s):
+            if not await client._pause(delay_s, self._reconnect_asked):
                 return
+
+    def _opened(self, response: aiohttp.ClientResponse, requested_at: float) -> None:
+        self._response = response
+        self.connects += 1
+        self.connected_at = requested_at
+        self._connected.set()
+
+    def _closed_stream(self) -> None:
+        self._response = None
+        self.connected_at = None
+        self._connected.clear()
 
     async def _connect(self) -> aiohttp.ClientResponse:
         client = self._client

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import signal
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -194,6 +195,76 @@ async def test_a_silent_connection_is_replaced_after_idle_timeout() -> None:
         assert "last-event-id" not in first.headers
         assert second.headers["last-event-id"] == "1"
         assert second.at - first.at >= 0.5
+    finally:
+        await server.close()
+
+
+async def test_reconnect_drops_the_stream_and_resumes_at_once() -> None:
+    server = await ScriptedServer(
+        stream(b"retry: 10000\nid: 1\ndata: one\n\n", silent=True),
+        stream(b"id: 2\ndata: two\n\n", silent=True),
+    ).start()
+    try:
+        async with Client(server.url) as hub:
+            subscription = hub.subscribe("t")
+            assert (subscription.connects, subscription.connected_at) == (0, None)
+            before = time.time()
+            reading = asyncio.ensure_future(take(subscription, 1))
+            await asyncio.wait_for(subscription.wait_connected(), TIMEOUT_S)
+            first_at = subscription.connected_at
+            assert first_at is not None
+            assert before <= first_at <= time.time()
+            assert pairs(await reading) == [(1, "one")]
+            assert subscription.reconnect()
+            assert pairs(await take(subscription, 1)) == [(2, "two")]
+            assert subscription.connects == 2
+            assert (subscription.connected_at or 0) >= first_at
+        first, second = server.requests
+        assert second.headers["last-event-id"] == "1"
+        assert second.at - first.at < 5.0  # not the hub's retry: of 10 s
+    finally:
+        await server.close()
+
+
+async def test_connected_at_is_when_the_stream_was_asked_for() -> None:
+    async def held_back(writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.5)  # a proxy holding the answer with its first events
+        await stream(b"id: 1\ndata: one\n\n", silent=True)(writer)
+
+    server = await ScriptedServer(held_back).start()
+    try:
+        async with Client(server.url) as hub:
+            subscription = hub.subscribe("t")
+            before = time.time()
+            assert pairs(await take(subscription, 1)) == [(1, "one")]
+            answered = time.time()
+            assert subscription.connected_at is not None
+            assert before <= subscription.connected_at <= answered - 0.5
+    finally:
+        await server.close()
+
+
+async def test_reconnect_cuts_a_wait_between_attempts_short(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="sse_hub.client")
+    server = await ScriptedServer(
+        refusal(503, "Service Unavailable", "Retry-After: 30"),
+        stream(b"id: 1\ndata: one\n\n", silent=True),
+    ).start()
+    try:
+        async with Client(server.url, max_retry_delay_s=60.0) as hub:
+            subscription = hub.subscribe("t")
+            reading = asyncio.ensure_future(take(subscription, 1))
+            waiting = "reconnecting in 3"  # Retry-After: 30 s, plus jitter
+            await wait_until(
+                lambda: any(waiting in r.getMessage() for r in caplog.records),
+                timeout_s=TIMEOUT_S,
+            )
+            assert not subscription.reconnect()  # no stream was open
+            assert pairs(await reading) == [(1, "one")]
+        first, second = server.requests
+        assert second.at - first.at < 15.0
     finally:
         await server.close()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import signal
@@ -26,8 +25,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from httpx_sse import aconnect_sse
 
-from sse_hub.embedded_pg import free_port
 from tests.conftest import HubFactory
+from tests.nginx import nginx_before
 from tests.processes import HubProcess
 from tests.test_stream import publish
 
@@ -106,61 +105,14 @@ async def test_httpx_sse_sees_exactly_the_events(start_hub: HubFactory) -> None:
     assert got == expected
 
 
-NGINX_CONF = """
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{ proxy_pass http://127.0.0.1:{upstream}; }}
-    }}
-}}
-"""
-
-
 @pytest.fixture
 async def nginx_in_front(
     start_hub: HubFactory, tmp_path: Path
 ) -> AsyncIterator[tuple[str, TestServer]]:
     """nginx on its defaults (HTTP/1.0 to the upstream, buffering on) before a hub."""
-    binary = shutil.which("nginx", path=f"{os.defpath}:/usr/sbin")
-    assert binary, "nginx is needed (make test installs it)"
     server = await start_hub(heartbeat_s=HEARTBEAT_S)
-    port = free_port()
-    (tmp_path / "nginx.conf").write_text(
-        NGINX_CONF.format(dir=tmp_path, port=port, upstream=server.port)
-    )
-    process = await asyncio.create_subprocess_exec(
-        binary,
-        "-p",
-        str(tmp_path),
-        "-c",
-        str(tmp_path / "nginx.conf"),
-        "-g",
-        "daemon off;",
-    )
-    try:
-        async with asyncio.timeout(TIMEOUT_S):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                except OSError:
-                    await asyncio.sleep(0.05)  # polling nginx's listen socket
-                    continue
-                writer.close()
-                break
-        yield f"http://127.0.0.1:{port}", server
-    finally:
-        process.terminate()
-        await process.wait()
+    async with nginx_before(server.port, tmp_path) as url:
+        yield url, server
 
 
 async def test_node_eventsource_through_nginx_on_its_defaults(
