@@ -169,9 +169,10 @@ def _child_setup(user: RunAs | None, parent_pid: int) -> Callable[[], None]:
     return setup
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on at ``host`` now (``0.0.0.0``: on any address)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 

@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from sse_hub.embedded_pg import free_port
 from tests.processes import HubProcess
 
 COMMAND = [sys.executable, "-m", "sse_hub"]
@@ -401,7 +402,9 @@ def test_public_address_without_a_key_is_refused_with_the_way_out() -> None:
 
 
 async def test_public_address_with_insecure_no_auth_serves(dsn: str) -> None:
-    hub = HubProcess(["--dsn", dsn, "--host", "0.0.0.0", "--insecure-no-auth"])
+    # A port free on every address: one free on 127.0.0.1 may be taken on another.
+    port = free_port("0.0.0.0")
+    hub = HubProcess(["--dsn", dsn, "--host", "0.0.0.0", "--insecure-no-auth"], port=port)
     try:
         await hub.wait_healthy()
     finally:
