@@ -180,6 +180,19 @@ class HubTarget:
 
     def start(self, run_dir: Path, port: int | None = None) -> Server:
         """Start on a free port, or on ``port`` (a restart in place of a stopped hub)."""
+        server = self.spawn(run_dir, port)
+        self.wait_ready(server)
+        return server
+
+    def wait_ready(self, server: Server) -> None:
+        _wait_ready(server, _all_listening(server.port, self.workers, lambda: healthy(server.port)))
+
+    def spawn(self, run_dir: Path, port: int | None = None) -> Server:
+        """Start the process without waiting for it to serve.
+
+        Call it from the thread that lives as long as the bench: the hub's
+        parent-death signal comes when the thread that started it ends.
+        """
         port = port or free_port()
         command = [sys.executable, *(self.wrapper or ["-m", "sse_hub"]), "serve"]
         command += ["--port", str(port), "--dsn", self.dsn, "--workers", str(self.workers)]
@@ -188,9 +201,7 @@ class HubTarget:
         if self.files_dir is not None and hub_serves_files():
             command += ["--files-dir", str(self.files_dir)]
         command += self.extra_args
-        server = _spawn(self.name, command, port, run_dir, env={**os.environ, **self.env})
-        _wait_ready(server, _all_listening(port, self.workers, lambda: healthy(port)))
-        return server
+        return _spawn(self.name, command, port, run_dir, env={**os.environ, **self.env})
 
 
 @dataclass

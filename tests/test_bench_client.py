@@ -13,8 +13,16 @@ import pytest
 
 from bench import tally
 from bench.dialects import DIALECTS
-from bench.plan import HIGHER, Metric, RunResult
-from bench.report import figure, goals, goals_markdown, markdown, results_page, summarise
+from bench.plan import HIGHER, SCENARIOS_BY_NAME, Metric, RunResult
+from bench.report import (
+    figure,
+    goals,
+    goals_markdown,
+    markdown,
+    results_page,
+    run_description,
+    summarise,
+)
 from bench.run import complete, parse_args
 from bench.wire import (
     ChunkedDecoder,
@@ -358,3 +366,34 @@ def test_combine_adds_up_the_processes_answers():
     }
     assert tally.seconds_between(1_000_000_000, 3_500_000_000) == 2.5
     assert tally.seconds_between(None, 5) is None
+
+
+def test_scale_rows_show_missing_figures_as_na_and_run_once():
+    hub = {"streams_connected": 100_000, "storm_missed": 0, "fanout_last_ms": 900.0}
+    nchan = {"streams_connected": 100_000, "fanout_last_ms": 600.0}
+    runs = [RunResult("scale", "hub", 0, hub), RunResult("scale", "nchan", 0, nchan)]
+    table = markdown(summarise(runs), repeats=3)
+    assert "| scale | streams connected | ↑ | 100,000 | 100,000 | n/a | 1.00 | – |" in table
+    assert "stream: until the last has it (ms) | ↓ | 900 | 600 | n/a | 1.50 ✗ | – |" in table
+    assert "|  | storm: events missed | ↓ | 0 | n/a | n/a | – | – |" in table
+    scale = SCENARIOS_BY_NAME["scale"]
+    assert scale.max_repeats == 1
+    assert scale.params["streams"] == 100_000
+    assert scale.params["workers"] == scale.params["clients"] == 8
+    assert scale.params_for(quick=True)["streams"] == 10_000
+    assert SCENARIOS_BY_NAME["scale-10k"].params["streams"] == 10_000
+
+    meta = {
+        "command": "python -m bench.run -s scale",
+        "quick": False,
+        "repeats": 3,
+        "pg": "durable",
+        "hub_workers": 1,
+        "nginx_workers": 1,
+        "elapsed_s": 300.0,
+        "scale": {"scale": {"streams": 100_000, "workers": 8, "clients": 8}},
+    }
+    assert run_description(meta).endswith(
+        "nginx 1 worker (scale: 100,000 streams, hub --workers 8, nginx 8 workers, "
+        "8 client processes, 1 run), 5.0 minutes"
+    )
