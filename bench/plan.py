@@ -63,6 +63,7 @@ SCALE_METRICS = (
     Metric("streams_connected", "streams connected", HIGHER, 1.0, 0),
     Metric("streams_per_s", "streams opened per second", HIGHER, 1.0, 0),
     Metric("server_us_per_stream_open", "server CPU µs per stream opened", LOWER, 1.0, 0),
+    Metric("db_us_per_stream_open", "PostgreSQL CPU µs per stream opened", LOWER, 1.0, 0),
     Metric("rss_per_stream_kib", "server RSS per stream (KiB)", LOWER, 1.0, 2),
     Metric("rss_kib", "server RSS with all streams (MiB)", LOWER, 1 / 1024, 0),
     Metric("idle_ms_per_s", "server CPU while the streams idle (ms/s)", LOWER, 1.0, 1),

@@ -134,6 +134,10 @@ class Coordinator:
     def _cpu_s(self) -> float:
         return procs.tree_run_s(self._tree())
 
+    def _db_cpu_s(self) -> float:
+        """PostgreSQL's CPU (clock ticks, its exited backends included), for the hub only."""
+        return procs.tree_cpu(self.db_pid).cpu_s if self.db_pid and self.dsn else 0.0
+
     def _rss_kib(self) -> int:
         rss, _ = procs.tree_memory_kib(self._tree())
         return rss
@@ -239,10 +243,12 @@ class Coordinator:
         await self._all({"do": "warm", "count": p["warm_streams"]}, START_TIMEOUT_S)
         await asyncio.sleep(p["settle_s"])
         rss0 = self._rss_kib()
+        db_cpu0 = self._db_cpu_s()
         cpu0 = self._cpu_s()
         command = {"do": "open", "timeout_s": timeout_s}
         answers = await self._all(command, timeout_s + PHASE_MARGIN_S)
         cpu1 = self._cpu_s()
+        db_cpu1 = self._db_cpu_s()
         opened = tally.combine(
             answers,
             sums=("opened", "failed", "client_cpu_s"),
@@ -264,6 +270,9 @@ class Coordinator:
             "open_server_cpu_s": cpu1 - cpu0,
             "server_us_per_stream_open": (cpu1 - cpu0) / max(opened["opened"], 1) * 1e6,
             "open_client_cpu_s": opened["client_cpu_s"],
+            "db_us_per_stream_open": (
+                (db_cpu1 - db_cpu0) / max(opened["opened"], 1) * 1e6 if self.dsn else None
+            ),
             "baseline_rss_kib": rss0,
             "rss_kib": rss1,
             "rss_per_stream_kib": (rss1 - rss0) / max(connected, 1),
@@ -335,7 +344,7 @@ class Coordinator:
         await publisher.send({"do": "publish", "rate": p["storm_rate"]})
         await publisher.answer("publish", PHASE_MARGIN_S)
         await asyncio.sleep(p["storm_lead_s"])
-        db_cpu0 = procs.tree_cpu(self.db_pid).cpu_s if self.db_pid else 0.0
+        db_cpu0 = self._db_cpu_s()
         dropped_ns = time.time_ns()
         for client in self.clients:
             await client.send({"do": "storm", "dropped_ns": dropped_ns, "timeout_s": timeout_s})
@@ -347,7 +356,7 @@ class Coordinator:
         await asyncio.to_thread(self.target.wait_ready, new)
         ready_ns = time.time_ns()
         answers = await self._answers("storm", timeout_s + PHASE_MARGIN_S)
-        db_cpu1 = procs.tree_cpu(self.db_pid).cpu_s if self.db_pid else 0.0
+        db_cpu1 = self._db_cpu_s()
         server_cpu = procs.tree_cpu(new.pid).cpu_s  # all of the new hub's life so far
         storm = tally.combine(
             answers,

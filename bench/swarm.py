@@ -68,21 +68,32 @@ class Refused(Exception):
 class Connection(asyncio.Protocol):
     """One HTTP connection of a ``Stream``: reads the head, then counts or reads frames."""
 
-    __slots__ = ("counter", "decoder", "established", "head", "opened", "reader", "stream")
+    __slots__ = (
+        "counter",
+        "decoder",
+        "established",
+        "head",
+        "opened",
+        "reader",
+        "request",
+        "stream",
+        "transport",
+    )
 
     def __init__(self, stream: Stream, request: bytes) -> None:
         self.stream = stream
+        self.request = request
+        self.transport: asyncio.Transport | None = None
         self.head = ResponseHead()
         self.decoder: ChunkedDecoder | None = None
         self.counter = EventCounter()
         self.reader: FrameReader | None = None
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.established = False
-        stream.request = request
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.stream.transport = transport = cast(asyncio.Transport, transport)
-        transport.write(self.stream.request)
+        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         stream = self.stream
@@ -95,8 +106,9 @@ class Connection(asyncio.Protocol):
             if not self.head.done:
                 return
             if self.head.status != 200:
-                after = self.head.headers.get("retry-after", "")
-                self._refuse(Refused(self.head.status, float(after or REFUSAL_RETRY_S)))
+                after = self.head.headers.get("retry-after", "")  # seconds, or an HTTP date
+                wait_s = float(after) if after.isdigit() else REFUSAL_RETRY_S
+                self._refuse(Refused(self.head.status, wait_s))
                 return
             if self.head.chunked:
                 self.decoder = ChunkedDecoder()
@@ -118,8 +130,8 @@ class Connection(asyncio.Protocol):
     def _refuse(self, exc: Exception) -> None:
         if not self.opened.done():
             self.opened.set_exception(exc)
-        if self.stream.transport is not None:
-            self.stream.transport.abort()
+        if self.transport is not None:
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():
@@ -134,22 +146,20 @@ class Stream:
     __slots__ = (
         "at_ns",
         "closed",
+        "connection",
         "goal_seen",
         "ids",
         "is_open",
         "last_id",
         "live",
         "reconnected_ns",
-        "request",
         "retry_ms",
         "swarm",
-        "transport",
     )
 
     def __init__(self, swarm: Swarm) -> None:
         self.swarm = swarm
-        self.transport: asyncio.Transport | None = None
-        self.request = b""
+        self.connection: Connection | None = None  # the latest
         self.is_open = False
         self.closed = False  # closed by this client: its end is no loss
         self.goal_seen = 0
@@ -163,15 +173,17 @@ class Stream:
     async def connect(self, request: bytes, deadline: float) -> None:
         swarm = self.swarm
         sock = await open_socket(swarm.job.host, swarm.job.port, swarm.source)
-        connection = Connection(self, request)
+        self.connection = connection = Connection(self, request)
         loop = asyncio.get_running_loop()
         try:
             await loop.create_connection(lambda: connection, sock=sock)
             async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                 await connection.opened
         except BaseException:
-            if self.transport is not None:
-                self.transport.abort()
+            if connection.transport is not None:
+                connection.transport.abort()
+            else:
+                sock.close()
             raise
 
     def came_up(self) -> None:
@@ -210,7 +222,6 @@ class Stream:
 
     def went_down(self) -> None:
         self.is_open = False
-        self.transport = None
         swarm = self.swarm
         swarm.open_now -= 1
         if self.closed:
@@ -247,8 +258,8 @@ class Stream:
 
     def close(self) -> None:
         self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
+        if self.connection is not None and self.connection.transport is not None:
+            self.connection.transport.abort()
 
 
 class Swarm:
