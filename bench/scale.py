@@ -351,6 +351,7 @@ class Coordinator:
         old = self.server
         await asyncio.to_thread(old.stop)
         stopped_ns = time.time_ns()
+        old_exit = old.process.returncode  # -9: it did not stop in time and was killed
         new = self.target.spawn(self.run_dir, old.port)  # here: see HubTarget.spawn
         self.servers.append(new)
         await asyncio.to_thread(self.target.wait_ready, new)
@@ -386,6 +387,10 @@ class Coordinator:
             ),
             maxima=("last_caught_up_ns",),
         )
+        storm["statuses"] = tally.add_counts(answer.get("statuses", {}) for answer in answers)
+        storm["failed_attempts"] = tally.add_counts(
+            answer.get("failed_attempts", {}) for answer in answers
+        )
         back_s = tally.seconds_between(dropped_ns, storm["last_back_ns"])
         caught_s = tally.seconds_between(dropped_ns, verified["last_caught_up_ns"])
         complete = storm["live"] >= storm["streams"] and not verified["not_caught_up"]
@@ -407,10 +412,13 @@ class Coordinator:
             "storm_db_cpu_s": db_cpu1 - db_cpu0,
             "storm_server_cpu_s": server_cpu,
             "storm_stop_s": (stopped_ns - dropped_ns) / 1e9,
-            "storm_restart_s": (ready_ns - dropped_ns) / 1e9,
+            "storm_old_hub_exit": old_exit,
+            "storm_restart_s": (ready_ns - dropped_ns) / 1e9,  # SIGTERM to every worker listening
             "storm_attempts": storm["attempts"],
             "storm_refused": storm["refused"],
             "storm_redrops": storm["redrops"],
+            "storm_statuses": storm["statuses"],
+            "storm_failed_attempts": storm["failed_attempts"],
             "storm_published": len(ids),
             "storm_publish_failures": published["failures"],
             "storm_client_cpu_s": storm["client_cpu_s"],

@@ -117,6 +117,15 @@ def combine(
     return merged
 
 
+def add_counts(counts: Iterable[Mapping[Any, int]]) -> dict[str, int]:
+    """Counters by name (statuses, kinds of failure) from each process, added up."""
+    total: dict[str, int] = {}
+    for one in counts:
+        for key, count in one.items():
+            total[str(key)] = total.get(str(key), 0) + count
+    return total
+
+
 def seconds_between(start_ns: int | None, end_ns: int | None) -> float | None:
     if start_ns is None or end_ns is None:
         return None

@@ -364,6 +364,11 @@ def test_combine_adds_up_the_processes_answers():
         "started_ns": 1,
         "errors": ["a", "b"],
     }
+    # JSON turns the statuses' integer keys into strings: both add up under one key
+    assert tally.add_counts([{503: 2, "TimeoutError": 1}, {"503": 1}, {}]) == {
+        "503": 3,
+        "TimeoutError": 1,
+    }
     assert tally.seconds_between(1_000_000_000, 3_500_000_000) == 2.5
     assert tally.seconds_between(None, 5) is None
 
