@@ -57,6 +57,7 @@ PHASE_MARGIN_S = 30.0  # beyond a phase's own deadline, before its client counts
 CLOSE_TIMEOUT_S = 30.0
 VERIFY_WAIT_S = 15.0
 PUBLISH_DRAIN_S = 1.0
+LOG_KEPT_CHARS = 1500  # of a hub that had to be killed, in the results
 
 
 class ClientFailed(RuntimeError):
@@ -352,6 +353,7 @@ class Coordinator:
         await asyncio.to_thread(old.stop)
         stopped_ns = time.time_ns()
         old_exit = old.process.returncode  # -9: it did not stop in time and was killed
+        old_log = old.log_tail()[-LOG_KEPT_CHARS:] if old_exit else None
         new = self.target.spawn(self.run_dir, old.port)  # here: see HubTarget.spawn
         self.servers.append(new)
         await asyncio.to_thread(self.target.wait_ready, new)
@@ -413,6 +415,7 @@ class Coordinator:
             "storm_server_cpu_s": server_cpu,
             "storm_stop_s": (stopped_ns - dropped_ns) / 1e9,
             "storm_old_hub_exit": old_exit,
+            "storm_old_hub_log": old_log,
             "storm_restart_s": (ready_ns - dropped_ns) / 1e9,  # SIGTERM to every worker listening
             "storm_attempts": storm["attempts"],
             "storm_refused": storm["refused"],
