@@ -8,10 +8,11 @@ ratios, and the issue's targets; JSON and markdown go to ``bench-results/``, and
 a run of every scenario against every target also rewrites the committed
 ``docs/benchmarks/latest.md`` (figures, targets, commit, date, machine).
 Then, unless ``--no-profile``, py-spy records the hub under fan-out and idle,
-and tracemalloc shows where an idle stream's memory goes.
+and tracemalloc shows where an idle stream's memory goes. The scale scenarios
+run several client processes through ``bench.scale`` instead of one client.
 
-    python -m bench.run                  # everything (about 17 minutes)
-    python -m bench.run --quick          # smaller and shorter (about 3 minutes)
+    python -m bench.run                  # everything (about 24 minutes)
+    python -m bench.run --quick          # smaller and shorter (about 6 minutes)
     python -m bench.run -s fanout -s idle --targets hub,nchan --repeat 5
 """
 
