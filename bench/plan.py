@@ -84,7 +84,7 @@ SCALE_METRICS = (
 # The storm's event flow, in deliveries a second. Each delivery costs the server some
 # 20 µs of CPU and the load client some 15 on these two cores (one event to 100,000
 # streams: about 2 s and 1.5 s): 10,000 a second (0.1 events/s at 100,000 streams, 1 at
-# 10,000) take a sixth of the machine; 50,000 took all of it and starved the restart.
+# 10,000) take a sixth of the machine; 50,000 would take all of it, and starve the restart.
 STORM_DELIVERIES_PER_S = 10_000
 
 
