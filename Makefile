@@ -47,7 +47,7 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # Benchmarks (not part of `make test`): the hub against nchan and sse-starlette.
-# BENCH_QUICK=1 for a ~3 minute run, BENCH_SCENARIOS=fanout,idle for a subset,
+# BENCH_QUICK=1 for a ~6 minute run, BENCH_SCENARIOS=fanout,idle for a subset,
 # BENCH_ARGS for any other flag of `python -m bench.run --help` (see bench/README.md).
 # A full run rewrites docs/benchmarks/latest.md.
 BENCH_ARGS ?=

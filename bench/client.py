@@ -131,12 +131,19 @@ class Window:
 # ---------------------------------------------------------------- connections
 
 
-async def open_socket(host: str, port: int) -> socket.socket:
+async def open_socket(host: str, port: int, source: str | None = None) -> socket.socket:
+    """A connected socket that closes with RST; from ``source`` (an address, port 0) if given.
+
+    One source address gives a client one range of ephemeral ports (some 28,000
+    here): a client process with its own loopback address has a range of its own.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setblocking(False)
     try:
+        if source is not None:
+            sock.bind((source, 0))
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
             await asyncio.get_running_loop().sock_connect(sock, (host, port))
     except BaseException:
@@ -812,6 +819,13 @@ async def download(job: Job) -> dict[str, Any]:
     return result
 
 
+async def scale(job: Job) -> dict[str, Any]:
+    """One of the scale scenario's client processes, driven phase by phase (``bench.swarm``)."""
+    from bench import swarm  # imports this module: loaded only by the processes that need it
+
+    return await swarm.run(job)
+
+
 SCENARIOS: dict[str, Callable[[Job], Awaitable[dict[str, Any]]]] = {
     "broadcast": broadcast,
     "latency": latency,
@@ -819,6 +833,7 @@ SCENARIOS: dict[str, Callable[[Job], Awaitable[dict[str, Any]]]] = {
     "publish": publish,
     "replay": replay,
     "download": download,
+    "scale": scale,
 }
 
 
@@ -834,8 +849,24 @@ async def run(job: Job) -> dict[str, Any]:
         return await handler(job)
 
 
+def read_job() -> dict[str, Any]:
+    """The job: stdin's first line (or all of it, without a newline), read unbuffered.
+
+    Unbuffered, because the scale scenario's processes go on reading commands
+    from stdin once the loop runs: a buffered read could swallow the first.
+    """
+    raw = bytearray()
+    while not raw.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            break
+        raw += byte
+    job: dict[str, Any] = json.loads(raw)
+    return job
+
+
 def main() -> int:
-    spec = json.load(sys.stdin)
+    spec = read_job()
     job = Job(
         scenario=spec["scenario"],
         dialect=DIALECTS[spec["dialect"]],

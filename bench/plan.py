@@ -36,6 +36,7 @@ class Scenario:
     client_bound_check: bool = False
     notes: str = ""
     timeout_s: float = 300.0
+    max_repeats: int | None = None  # runs per target at most, whatever --repeat says
 
     def params_for(self, *, quick: bool) -> dict[str, Any]:
         return {**self.params, **(self.quick if quick else {})}
@@ -56,6 +57,66 @@ BROADCAST_METRICS = (
     Metric("db_us_per_delivery", "PostgreSQL CPU µs per delivered event", LOWER, 1.0, 2),
     CLIENT_CPU,
     OTHER_CPU,
+)
+
+SCALE_METRICS = (
+    Metric("streams_connected", "streams connected", HIGHER, 1.0, 0),
+    Metric("streams_per_s", "streams opened per second", HIGHER, 1.0, 0),
+    Metric("server_us_per_stream_open", "server CPU µs per stream opened", LOWER, 1.0, 0),
+    Metric("db_us_per_stream_open", "PostgreSQL CPU µs per stream opened", LOWER, 1.0, 0),
+    Metric("rss_per_stream_kib", "server RSS per stream (KiB)", LOWER, 1.0, 2),
+    Metric("rss_kib", "server RSS with all streams (MiB)", LOWER, 1 / 1024, 0),
+    Metric("idle_ms_per_s", "server CPU while the streams idle (ms/s)", LOWER, 1.0, 1),
+    Metric(
+        "fanout_last_ms", "one event to every stream: until the last has it (ms)", LOWER, 1.0, 0
+    ),
+    Metric("fanout_cpu_ms", "one event to every stream: server CPU (ms)", LOWER, 1.0, 0),
+    Metric("storm_restart_s", "storm: until the new hub listens (s)", LOWER, 1.0, 1),
+    Metric("storm_back_s", "storm: until every stream is back (s)", LOWER, 1.0, 1),
+    Metric("storm_caught_up_s", "storm: until every stream has caught up (s)", LOWER, 1.0, 1),
+    Metric("storm_missed", "storm: events missed", LOWER, 1.0, 0),
+    Metric("storm_duplicates", "storm: events received twice", LOWER, 1.0, 0),
+    Metric("storm_db_cpu_s", "storm: PostgreSQL CPU (s)", LOWER, 1.0, 1),
+    Metric("storm_server_cpu_s", "storm: new hub's CPU until all caught up (s)", LOWER, 1.0, 1),
+)
+
+
+# The storm's event flow, in deliveries a second. Each delivery costs the server some
+# 20 µs of CPU and the load client some 15 on these two cores (one event to 100,000
+# streams: about 2 s and 1.5 s): 10,000 a second (0.1 events/s at 100,000 streams, 1 at
+# 10,000) take a sixth of the machine; 50,000 would take all of it, and starve the restart.
+STORM_DELIVERIES_PER_S = 10_000
+
+
+def scale_params(streams: int, processes: int, **more: Any) -> dict[str, Any]:
+    """The scale scenario at ``streams`` streams: server workers and client processes alike."""
+    return {
+        "streams": streams,
+        "workers": processes,  # hub --workers, nginx worker_processes
+        "clients": processes,  # load client processes, each from its own source address
+        "warm_streams": 8,
+        "settle_s": 3.0,
+        "connect_timeout_s": 240.0,
+        "idle_window_s": 15.0,  # one heartbeat period, 15 s on every target
+        "fanout_events": 5,
+        "fanout_gap_s": 2.0,
+        "fanout_timeout_s": 30.0,
+        # nchan keeps messages in nginx's shared memory, which a restart discards:
+        # no resume across it, so the storm runs against the hub only.
+        "storm_targets": ["hub"],
+        "storm_rate": min(5.0, STORM_DELIVERIES_PER_S / streams),  # events/s
+        "storm_lead_s": 3.0,
+        "storm_timeout_s": 240.0,
+        "storm_tail_s": 2.0,
+        **more,
+    }
+
+
+SCALE_NOTES = (
+    "streams on one topic, opened by several load client processes from their own loopback "
+    "addresses; the hub with --workers, nginx with as many workers (SO_REUSEPORT both); "
+    "CPU and RSS of the server's whole process tree; the storm restarts the hub (hub only: "
+    "nchan's messages do not outlive an nginx restart)"
 )
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -228,6 +289,36 @@ SCENARIOS: tuple[Scenario, ...] = (
         client_bound_check=True,
         notes="the nchan column is the same nginx serving the file statically (sendfile on)",
         timeout_s=400.0,
+    ),
+)
+
+SCENARIOS = (
+    *SCENARIOS,
+    Scenario(
+        name="scale",
+        client="scale",
+        title="scale: 100,000 streams, 8 server workers, 8 client processes "
+        "(quick: 10,000 on 2 and 2)",
+        params=scale_params(100_000, 8),
+        quick=scale_params(10_000, 2),
+        metrics=SCALE_METRICS,
+        targets=("hub", "nchan"),
+        notes=SCALE_NOTES,
+        timeout_s=1200.0,
+        max_repeats=1,
+    ),
+    Scenario(
+        name="scale-10k",
+        client="scale",
+        title="scale at 10,000 streams, 8 server workers, 8 client processes "
+        "(quick: 2,000 on 2 and 2)",
+        params=scale_params(10_000, 8),
+        quick=scale_params(2_000, 2),
+        metrics=SCALE_METRICS,
+        targets=("hub", "nchan"),
+        notes=SCALE_NOTES,
+        timeout_s=600.0,
+        max_repeats=1,
     ),
 )
 

@@ -5,6 +5,11 @@ plus ``cutime + cstime`` of the root for children it has already reaped (a
 PostgreSQL backend that exited mid-run). Memory is ``VmRSS`` (resident now) and
 ``VmHWM`` (the peak resident size over the process's life) from
 ``/proc/<pid>/status``.
+
+``tree_run_s`` reads the scheduler's own count instead (``/proc/<pid>/task/<tid>/schedstat``,
+nanoseconds on a CPU): a clock tick is 10 ms per process, too coarse for a
+sub-second window summed over nine processes. ``listeners`` counts the sockets
+listening on a port, one per ``SO_REUSEPORT`` worker.
 """
 
 from __future__ import annotations
@@ -111,3 +116,44 @@ def machine_busy_s() -> float:
     idle = ticks[3] + ticks[4]
     busy = sum(ticks[:8]) - idle
     return busy / CLOCK_TICKS_PER_S
+
+
+def process_run_s(pid: int) -> float:
+    """Seconds ``pid`` has spent on a CPU (all its threads), to the nanosecond; 0 when gone."""
+    total_ns = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as handle:
+                total_ns += int(handle.read().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total_ns / 1e9
+
+
+def tree_run_s(pids: tuple[int, ...] | list[int]) -> float:
+    """CPU seconds of live processes ``pids`` (what exited before is not counted)."""
+    return sum(process_run_s(pid) for pid in pids)
+
+
+_TCP_LISTEN = "0A"
+
+
+def listeners(port: int) -> int:
+    """Sockets in LISTEN state on ``port`` (IPv4 and IPv6): one per ``SO_REUSEPORT`` process."""
+    wanted = f"{port:04X}"
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as handle:
+                next(handle, None)  # the header line
+                for line in handle:
+                    fields = line.split()
+                    if fields[1].rsplit(":", 1)[1] == wanted and fields[3] == _TCP_LISTEN:
+                        count += 1
+        except OSError:
+            continue
+    return count

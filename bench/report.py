@@ -212,10 +212,15 @@ def goals_markdown(rows: list[dict[str, Any]]) -> str:
 
 def run_description(meta: dict[str, Any]) -> str:
     """How the run was made, in one line: sizes, repeats, database, workers, duration."""
+    scale = "".join(
+        f" ({name}: {size['streams']:,} streams, hub --workers {size['workers']}, nginx "
+        f"{size['workers']} workers, {size['clients']} client processes, 1 run)"
+        for name, size in (meta.get("scale") or {}).items()
+    )
     return (
         f"`{meta['command']}`: {'quick' if meta['quick'] else 'full'}, {meta['repeats']} "
         f"repeat(s), PostgreSQL {meta['pg']}, hub --workers {meta['hub_workers']}, nginx "
-        f"{meta['nginx_workers']} worker, {meta['elapsed_s'] / 60:.1f} minutes"
+        f"{meta['nginx_workers']} worker{scale}, {meta['elapsed_s'] / 60:.1f} minutes"
     )
 
 

@@ -8,10 +8,11 @@ ratios, and the issue's targets; JSON and markdown go to ``bench-results/``, and
 a run of every scenario against every target also rewrites the committed
 ``docs/benchmarks/latest.md`` (figures, targets, commit, date, machine).
 Then, unless ``--no-profile``, py-spy records the hub under fan-out and idle,
-and tracemalloc shows where an idle stream's memory goes.
+and tracemalloc shows where an idle stream's memory goes. The scale scenarios
+run several client processes through ``bench.scale`` instead of one client.
 
-    python -m bench.run                  # everything (about 17 minutes)
-    python -m bench.run --quick          # smaller and shorter (about 3 minutes)
+    python -m bench.run                  # everything (about 24 minutes)
+    python -m bench.run --quick          # smaller and shorter (about 6 minutes)
     python -m bench.run -s fanout -s idle --targets hub,nchan --repeat 5
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -40,7 +42,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import profiles, report
+from bench import profiles, report, scale
 from bench.plan import SCENARIOS, SCENARIOS_BY_NAME, RunResult, Scenario
 from bench.targets import (
     HubTarget,
@@ -248,6 +250,8 @@ class Bench:
             size = int(params["size"])
             say(f"file: writing a {size / 2**30:.2f} GiB file")
             make_file(self.files_dir, Path(params["path"]).name, size)
+        if scenario.max_repeats is not None:
+            repeats = min(repeats, scenario.max_repeats)
         say(f"\n== {scenario.title} ({', '.join(names)}; {repeats} repeat(s))")
         for repeat in range(repeats):
             shift = repeat % max(1, len(names))
@@ -260,26 +264,37 @@ class Bench:
         self, scenario: Scenario, name: str, repeat: int, params: dict[str, Any]
     ) -> RunResult:
         target = self.targets[name]
+        if "workers" in params and isinstance(target, HubTarget | NchanTarget):
+            target = dataclasses.replace(target, workers=int(params["workers"]))
         run = RunResult(scenario.name, name, repeat)
         prefix = f"bench-{scenario.name}-r{repeat}-{random.randrange(1 << 30):x}"
+        servers: list[Server] = []  # one, or two when the scenario restarts the server
         server: Server | None = None
         try:
             server = target.start(self.work)
+            servers.append(server)
             db_pid = self.db.pid if self.db is not None else None
-            run.result = run_client(
-                scenario, target, server, db_pid, {**params, "topic_prefix": prefix}
-            )
+            params = {**params, "topic_prefix": prefix}
+            if scenario.client == "scale":
+                params["timeout_s"] = scenario.timeout_s
+                run.result = scale.measure(
+                    target, servers, db_pid, self.dsn if name == "hub" else None, params,
+                    self.work, say,
+                )  # fmt: skip
+                server = servers[-1]
+            else:
+                run.result = run_client(scenario, target, server, db_pid, params)
             if name == "hub" and self.dsn is not None:
                 run.result.update(database_facts(self.dsn))
             say(f"  {name:9s} #{repeat + 1}: {_one_line(run.result, scenario)}")
         except (RuntimeError, subprocess.TimeoutExpired, ValueError, OSError) as exc:
             run.error = str(exc)[-2000:]
             say(f"  {name:9s} #{repeat + 1}: FAILED: {run.error}")
-            if server is not None:
-                say(server.log_tail())
+            if servers:
+                say(servers[-1].log_tail())
         finally:
-            if server is not None:
-                server.stop()
+            for started in servers:
+                started.stop()
         return run
 
     # ---- profiles
@@ -579,6 +594,14 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": elapsed,
         "interrupted": interrupted,
         "nginx_workers": 1,
+        "scale": {
+            name: {
+                key: SCENARIOS_BY_NAME[name].params_for(quick=args.quick)[key]
+                for key in ("streams", "workers", "clients")
+            }
+            for name in args.scenario
+            if SCENARIOS_BY_NAME[name].client == "scale"
+        },
         "hub_serves_files": hub_serves_files(),
     }
     document = {

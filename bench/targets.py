@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import importlib.util
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import procs
 from sse_hub.embedded_pg import free_port
 
 READY_TIMEOUT_S = 60.0
@@ -31,6 +33,12 @@ NCHAN_MODULE_CANDIDATES = (
     "/usr/share/nginx/modules/ngx_nchan_module.so",
 )
 NCHAN_TEMPLATE = Path(__file__).parent / "peers" / "nchan.conf"
+MAX_STREAMS_PER_PROCESS = 50_000
+NGINX_MAX_OPEN_FILES = 65_536
+NGINX_MAX_CONNECTIONS = 30_000
+# Files a server process keeps besides its streams: listening socket, logs, database
+# connections, the connections being accepted while the stream limit is checked.
+FILES_BESIDES_STREAMS = 2_000
 _PR_SET_PDEATHSIG = 1
 
 
@@ -54,6 +62,20 @@ def nginx_binary() -> str | None:
 def hub_serves_files() -> bool:
     """Downloads (``GET /files/...``) arrived with ``sse_hub.downloads``."""
     return importlib.util.find_spec("sse_hub.downloads") is not None
+
+
+def open_files_limit() -> int:
+    """The hard limit on open files: what any process started here can raise itself to."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def streams_per_process() -> int:
+    """Streams one server process may promise: never more than it can have open files.
+
+    A hub worker asked for more streams than its file limit fails ``accept`` with
+    ``EMFILE`` instead of answering 503 with ``Retry-After``.
+    """
+    return max(1_000, min(MAX_STREAMS_PER_PROCESS, open_files_limit() - FILES_BESIDES_STREAMS))
 
 
 def _port_open(port: int) -> bool:
@@ -112,6 +134,13 @@ def _spawn(
     return Server(name, port, process, log_path)
 
 
+def _all_listening(port: int, workers: int, probe: Callable[[], bool]) -> Callable[[], bool]:
+    """Ready when ``probe`` passes and, with several workers, each has its socket."""
+    if workers <= 1:
+        return probe
+    return lambda: procs.listeners(port) >= workers and probe()
+
+
 def _wait_ready(server: Server, probe: Callable[[], bool]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -149,43 +178,69 @@ class HubTarget:
     env: dict[str, str] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)  # e.g. --file-chunk 1048576
 
-    def start(self, run_dir: Path) -> Server:
-        port = free_port()
+    def start(self, run_dir: Path, port: int | None = None) -> Server:
+        """Start on a free port, or on ``port`` (a restart in place of a stopped hub)."""
+        server = self.spawn(run_dir, port)
+        self.wait_ready(server)
+        return server
+
+    def wait_ready(self, server: Server) -> None:
+        _wait_ready(server, _all_listening(server.port, self.workers, lambda: healthy(server.port)))
+
+    def spawn(self, run_dir: Path, port: int | None = None) -> Server:
+        """Start the process without waiting for it to serve.
+
+        Call it from the thread that lives as long as the bench: the hub's
+        parent-death signal comes when the thread that started it ends.
+        """
+        port = port or free_port()
         command = [sys.executable, *(self.wrapper or ["-m", "sse_hub"]), "serve"]
         command += ["--port", str(port), "--dsn", self.dsn, "--workers", str(self.workers)]
-        command += ["--shutdown-timeout", "5", "--max-streams", "50000"]
+        command += ["--shutdown-timeout", "5", "--max-streams", str(streams_per_process())]
         command += ["--no-access-log"]  # as the peers: nginx `access_log off`, uvicorn's own flag
         if self.files_dir is not None and hub_serves_files():
             command += ["--files-dir", str(self.files_dir)]
         command += self.extra_args
-        server = _spawn(self.name, command, port, run_dir, env={**os.environ, **self.env})
-        _wait_ready(server, lambda: healthy(port))
-        return server
+        return _spawn(self.name, command, port, run_dir, env={**os.environ, **self.env})
 
 
 @dataclass
 class NchanTarget:
-    """nginx with the nchan module, one worker process, config in the run directory."""
+    """nginx with the nchan module, ``workers`` worker processes, config in the run directory.
+
+    With several workers each listens on its own ``SO_REUSEPORT`` socket, as the
+    hub's workers do, so the kernel spreads connections evenly; on one shared
+    socket the first worker to wake takes most of a burst.
+    """
 
     files_dir: Path
+    workers: int = 1
     name: str = "nchan"
     dialect: str = "nchan"
 
-    def start(self, run_dir: Path) -> Server:
+    def start(self, run_dir: Path, port: int | None = None) -> Server:
         module = nchan_module()
         binary = nginx_binary()
         if module is None or binary is None:
             raise RuntimeError("nginx or the nchan module is missing: run bench/setup.sh")
-        port = free_port()
+        port = port or free_port()
         prefix = run_dir / f"nginx-{port}"
-        prefix.mkdir(parents=True)
+        prefix.mkdir(parents=True, exist_ok=True)
+        rlimit = min(NGINX_MAX_OPEN_FILES, open_files_limit())
         config = NCHAN_TEMPLATE.read_text().format(
-            module=module, prefix=prefix, port=port, files_dir=self.files_dir
+            module=module,
+            prefix=prefix,
+            port=port,
+            files_dir=self.files_dir,
+            workers=self.workers,
+            rlimit=rlimit,
+            connections=min(NGINX_MAX_CONNECTIONS, rlimit),
+            listen_options=" reuseport" if self.workers > 1 else "",
         )
         conf_path = prefix / "nginx.conf"
         conf_path.write_text(config)
         server = _spawn(self.name, [binary, "-p", str(prefix), "-c", str(conf_path)], port, run_dir)
-        _wait_ready(server, lambda: _port_open(port))
+        _wait_ready(server, _all_listening(port, self.workers, lambda: _port_open(port)))
         return server
 
 

@@ -11,13 +11,23 @@ from typing import Any
 
 import pytest
 
+from bench import tally
 from bench.dialects import DIALECTS
-from bench.plan import HIGHER, Metric, RunResult
-from bench.report import figure, goals, goals_markdown, markdown, results_page, summarise
+from bench.plan import HIGHER, SCENARIOS_BY_NAME, Metric, RunResult
+from bench.report import (
+    figure,
+    goals,
+    goals_markdown,
+    markdown,
+    results_page,
+    run_description,
+    summarise,
+)
 from bench.run import complete, parse_args
 from bench.wire import (
     ChunkedDecoder,
     EventCounter,
+    FrameReader,
     LatencyParser,
     ResponseHead,
     WireError,
@@ -143,6 +153,38 @@ def test_latency_parser_ignores_data_without_a_timestamp():
     assert parser.feed(b"data: hello\n\ndata: 5 1 x\r\n\r\n", 12) == [7]
 
 
+def test_frame_reader_ids_send_times_and_retry_across_random_reads():
+    rng = random.Random(5)
+    payload = (
+        b"retry: 3000\n: heartbeat\n\n"
+        + b"".join(frames(40, first_id=101, sent_ns=7_000))
+        + b": heartbeat\n\nretry: 6421\n"
+    )
+    for _ in range(40):
+        reader = FrameReader()
+        got: list[tuple[int, int]] = []
+        for piece in splits(payload, rng, rng.randrange(1, 500)):
+            got.extend(reader.feed(piece))
+        assert got == [(101 + i, 7_000 + i) for i in range(40)]
+        assert reader.last_id == 140
+        assert reader.retry_ms == 6421
+
+
+def test_frame_reader_crlf_and_cr_line_ends_split_anywhere():
+    payload = b"id: 7\r\ndata: 55 1 x\r\n\r\nid: 8\rdata: 56 2 y\r\r: c\r\n\r\n"
+    for cut in range(len(payload) + 1):
+        reader = FrameReader()
+        got = reader.feed(payload[:cut]) + reader.feed(payload[cut:])
+        assert got == [(7, 55), (8, 56)], cut
+
+
+def test_frame_reader_id_persists_and_odd_events_are_marked():
+    reader = FrameReader()
+    # nchan's ids are time:tag, and its pings carry an event type but no data.
+    got = reader.feed(b"id: 9\ndata: 1 a\n\ndata: no-time\n\nevent: ping\n\nid: 1:0\ndata: 2\n\n")
+    assert got == [(9, 1), (9, 0), (-1, 2)]
+
+
 def test_event_data_is_one_line_with_the_send_time_first():
     data = event_data(123456789, 42, 64)
     assert data.startswith("123456789 42 ")
@@ -259,3 +301,104 @@ def test_only_complete_runs_replace_the_committed_results(
     for name in ("BENCH_QUICK", "BENCH_SCENARIOS", "BENCH_TARGETS", "BENCH_REPEAT"):
         monkeypatch.delenv(name, raising=False)
     assert complete(parse_args(argv), targets, interrupted) is recorded
+
+
+def test_shares_and_source_addresses():
+    assert tally.shares(100_000, 8) == [12_500] * 8
+    assert tally.shares(10, 4) == [3, 3, 2, 2]
+    assert sum(tally.shares(99_999, 7)) == 99_999
+    assert [tally.source_address(i) for i in (0, 1, 7)] == ["127.0.0.2", "127.0.0.3", "127.0.0.9"]
+    with pytest.raises(ValueError, match="source address"):
+        tally.source_address(253)
+    with pytest.raises(ValueError, match="part"):
+        tally.shares(10, 0)
+
+
+def test_check_ids_counts_gaps_duplicates_and_strangers():
+    published = frozenset(range(10, 20))
+    assert tally.check_ids(range(10, 20), published) == tally.IdCheck(0, 0, 0)
+    # a resume that skipped 13-14, repeated 16 twice, and an id from another topic
+    received = [10, 11, 12, 15, 16, 16, 16, 17, 18, 19, 25]
+    assert tally.check_ids(received, published) == tally.IdCheck(
+        missed=2, duplicates=2, unexpected=1
+    )
+    assert tally.check_ids([], published) == tally.IdCheck(10, 0, 0)
+    total = tally.IdCheck(1, 2, 3) + tally.IdCheck(4, 5, 6)
+    assert total == tally.IdCheck(5, 7, 9)
+
+
+def test_caught_up_is_when_the_head_at_reconnection_arrived():
+    accepted_ids = [100, 101, 102, 103]
+    accepted_ns = [1_000, 2_000, 3_000, 4_000]
+    # ids before the drop, then a replay of 101-102 after it came back at 2_500
+    ids = [99, 100, 101, 102, 103]
+    at = [900, 1_100, 2_600, 2_700, 4_100]
+    assert tally.caught_up_ns(ids, at, 2_500, accepted_ids, accepted_ns) == 2_600
+    # back at 3_500: the head then was 102
+    assert tally.caught_up_ns(ids, at, 3_500, accepted_ids, accepted_ns) == 3_500
+    # back before anything was accepted: caught up at once
+    assert tally.caught_up_ns(ids, at, 500, accepted_ids, accepted_ns) == 500
+    # the head never came: never caught up
+    assert tally.caught_up_ns([99, 100], [900, 1_100], 3_500, accepted_ids, accepted_ns) is None
+
+
+def test_combine_adds_up_the_processes_answers():
+    replies: list[dict[str, Any]] = [
+        {"opened": 10, "ended_ns": 5, "started_ns": 2, "errors": ["a"], "reached_ns": None},
+        {"opened": 7, "ended_ns": 9, "started_ns": 1, "errors": ["b", "c"], "reached_ns": 4},
+        {"opened": 3, "ended_ns": 6, "started_ns": 3, "reached_ns": 8},
+    ]
+    merged = tally.combine(
+        replies,
+        sums=("opened",),
+        maxima=("ended_ns", "reached_ns", "absent"),
+        minima=("started_ns",),
+        lists=("errors",),
+        list_limit=2,
+    )
+    assert merged == {
+        "opened": 20,
+        "ended_ns": 9,
+        "reached_ns": 8,
+        "absent": None,
+        "started_ns": 1,
+        "errors": ["a", "b"],
+    }
+    # JSON turns the statuses' integer keys into strings: both add up under one key
+    assert tally.add_counts([{503: 2, "TimeoutError": 1}, {"503": 1}, {}]) == {
+        "503": 3,
+        "TimeoutError": 1,
+    }
+    assert tally.seconds_between(1_000_000_000, 3_500_000_000) == 2.5
+    assert tally.seconds_between(None, 5) is None
+
+
+def test_scale_rows_show_missing_figures_as_na_and_run_once():
+    hub = {"streams_connected": 100_000, "storm_missed": 0, "fanout_last_ms": 900.0}
+    nchan = {"streams_connected": 100_000, "fanout_last_ms": 600.0}
+    runs = [RunResult("scale", "hub", 0, hub), RunResult("scale", "nchan", 0, nchan)]
+    table = markdown(summarise(runs), repeats=3)
+    assert "| scale | streams connected | ↑ | 100,000 | 100,000 | n/a | 1.00 | – |" in table
+    assert "stream: until the last has it (ms) | ↓ | 900 | 600 | n/a | 1.50 ✗ | – |" in table
+    assert "|  | storm: events missed | ↓ | 0 | n/a | n/a | – | – |" in table
+    scale = SCENARIOS_BY_NAME["scale"]
+    assert scale.max_repeats == 1
+    assert scale.params["streams"] == 100_000
+    assert scale.params["workers"] == scale.params["clients"] == 8
+    assert scale.params_for(quick=True)["streams"] == 10_000
+    assert SCENARIOS_BY_NAME["scale-10k"].params["streams"] == 10_000
+
+    meta = {
+        "command": "python -m bench.run -s scale",
+        "quick": False,
+        "repeats": 3,
+        "pg": "durable",
+        "hub_workers": 1,
+        "nginx_workers": 1,
+        "elapsed_s": 300.0,
+        "scale": {"scale": {"streams": 100_000, "workers": 8, "clients": 8}},
+    }
+    assert run_description(meta).endswith(
+        "nginx 1 worker (scale: 100,000 streams, hub --workers 8, nginx 8 workers, "
+        "8 client processes, 1 run), 5.0 minutes"
+    )
