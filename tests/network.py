@@ -1,7 +1,8 @@
 """Adversity on the wire for client tests, by real sockets.
 
 ``Proxy`` stands before a real hub and can cut every connection (as a network
-drop does) or refuse new ones (as a host whose hub is down does).
+drop does), only those carrying event streams (publishes go on), or refuse new
+ones (as a host whose hub is down does).
 ``ScriptedServer`` answers each connection with exact bytes the test wrote: a
 stream that goes silent (a half-open connection), odd line endings, refusals
 with ``Retry-After``, an event too large.
@@ -21,9 +22,16 @@ HOST = "127.0.0.1"
 TIMEOUT_S = 60.0
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pipe(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    seen: Callable[[bytes], None] | None = None,
+) -> None:
+    """Copy ``reader`` to ``writer`` until it ends (showing each read to ``seen``), then close."""
     with contextlib.suppress(ConnectionError):
         while data := await reader.read(65536):
+            if seen is not None:
+                seen(data)
             writer.write(data)
             await writer.drain()
     writer.close()
@@ -39,6 +47,7 @@ class Proxy:
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
+        self._streams: list[asyncio.StreamWriter] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -57,9 +66,15 @@ class Proxy:
             writer.transport.abort()  # the hub is down: so is the connection
             return
         self._writers += [writer, up_writer]
+
+        def note_stream(request: bytes) -> None:
+            # A stream never ends to let another request follow on its connection.
+            if b"GET /events" in request:
+                self._streams += [writer, up_writer]
+
         for task in (
-            asyncio.create_task(_pipe(reader, up_writer)),
-            asyncio.create_task(_pipe(up_reader, writer)),
+            asyncio.create_task(pipe(reader, up_writer, note_stream)),
+            asyncio.create_task(pipe(up_reader, writer)),
         ):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -69,6 +84,13 @@ class Proxy:
         for writer in self._writers:
             writer.transport.abort()
         self._writers.clear()
+        self._streams.clear()
+
+    def cut_streams(self) -> None:
+        """Drop the connections that carry an event stream; other requests go on."""
+        for writer in self._streams:
+            writer.transport.abort()
+        self._streams.clear()
 
     async def down(self) -> None:
         """Cut every connection and refuse new ones (nothing listens on the port)."""

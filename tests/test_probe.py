@@ -7,7 +7,6 @@ figures to mean something, short enough for a shared machine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 from sse_hub.auth import mint_token
 from sse_hub.keys import HUB
 from tests.conftest import HubFactory, app_of
+from tests.network import Proxy, pipe
 from tests.nginx import nginx_before
 from tests.waiting import wait_until
 
@@ -128,79 +128,15 @@ async def test_a_proxy_that_buffers_the_stream_is_flagged(
     assert report["overall"]["latency_ms"]["p50"] > 200
 
 
-class StreamCuttingProxy:
-    """A TCP proxy that can cut the connections carrying event streams, and only those.
-
-    Publishes go on meanwhile: a connection counts as a stream's once a
-    ``GET /events`` has gone through it (a stream never ends to let another
-    request follow on its connection).
-    """
-
-    def __init__(self, target_port: int | None) -> None:
-        assert target_port is not None
-        self.target_port = target_port
-        self._server: asyncio.Server | None = None
-        self._streams: list[asyncio.StreamWriter] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> str:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return url_of(self._server.sockets[0].getsockname()[1])
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        for task in (
-            asyncio.create_task(self._requests(reader, up_writer, writer)),
-            asyncio.create_task(_pipe(up_reader, writer)),
-        ):
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _requests(
-        self,
-        reader: asyncio.StreamReader,
-        up_writer: asyncio.StreamWriter,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await reader.read(65536):
-                if b"GET /events" in data:
-                    self._streams += [writer, up_writer]
-                up_writer.write(data)
-                await up_writer.drain()
-        up_writer.close()
-
-    def cut_streams(self) -> None:
-        for writer in self._streams:
-            writer.transport.abort()
-        self._streams.clear()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        self.cut_streams()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    writer.close()
-
-
 async def test_drops_the_path_makes_are_counted_and_their_replays_are_no_clumps(
     start_hub: HubFactory,
 ) -> None:
     server = await start_hub(retry_ms=1000)
     counters = app_of(server)[HUB].counters
-    proxy = StreamCuttingProxy(server.port)
-    url = await proxy.start()
+    proxy = Proxy(server.port)  # publishes go through it too, and on while streams are cut
+    await proxy.start()
     try:
-        probing = asyncio.ensure_future(probe_json(url, "--connections", "2", *SHORT))
+        probing = asyncio.ensure_future(probe_json(proxy.url, "--connections", "2", *SHORT))
         await wait_until(lambda: counters.events_published >= 20, timeout_s=TIMEOUT_S)
         proxy.cut_streams()  # the clients wait the hub's retry: of 1 s, then resume
         report = await probing
@@ -243,7 +179,7 @@ class EventEatingProxy:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
             line = await reader.readline()
             up_writer.write(line.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n"))
-            upstream = asyncio.create_task(self._pass(reader, up_writer))
+            upstream = asyncio.create_task(pipe(reader, up_writer))
             try:
                 await self._answer(up_reader, writer)
             finally:
@@ -254,12 +190,6 @@ class EventEatingProxy:
         finally:
             writer.close()
             self._tasks.discard(task)
-
-    async def _pass(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
 
     async def _answer(self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(await up_reader.readuntil(b"\r\n\r\n"))
