@@ -36,6 +36,17 @@ HEARTBEAT_S = 0.2
 END = "the end"
 
 
+async def _listen(client: str, url: str) -> asyncio.subprocess.Process:
+    """``tests/clients/listen.mjs``: a Node client reading ``url``, one JSON line per message."""
+    node = shutil.which("node")
+    assert node, "node is needed (make test installs the clients with npm)"
+    process = await asyncio.create_subprocess_exec(
+        node, str(CLIENTS / "listen.mjs"), client, url, stdout=asyncio.subprocess.PIPE, cwd=CLIENTS
+    )
+    assert process.stdout is not None
+    return process
+
+
 async def _publish_all(server: TestServer) -> list[dict[str, Any]]:
     """Publish the samples; what a client should report for them, in order."""
     expected = []
@@ -61,17 +72,8 @@ async def _quiet_then_end(server: TestServer) -> dict[str, Any]:
 
 @pytest.mark.parametrize("client", ["eventsource", "fetch-event-source"])
 async def test_node_clients_see_exactly_the_events(start_hub: HubFactory, client: str) -> None:
-    node = shutil.which("node")
-    assert node, "node is needed (make test installs the clients with npm)"
     server = await start_hub(heartbeat_s=HEARTBEAT_S)
-    process = await asyncio.create_subprocess_exec(
-        node,
-        str(CLIENTS / "listen.mjs"),
-        client,
-        str(server.make_url("/events?topic=t")),
-        stdout=asyncio.subprocess.PIPE,
-        cwd=CLIENTS,
-    )
+    process = await _listen(client, str(server.make_url("/events?topic=t")))
     assert process.stdout is not None
     try:
         async with asyncio.timeout(TIMEOUT_S):
@@ -119,16 +121,7 @@ async def test_node_eventsource_through_nginx_on_its_defaults(
     nginx_in_front: tuple[str, TestServer],
 ) -> None:
     url, server = nginx_in_front
-    node = shutil.which("node")
-    assert node
-    process = await asyncio.create_subprocess_exec(
-        node,
-        str(CLIENTS / "listen.mjs"),
-        "eventsource",
-        f"{url}/events?topic=t",
-        stdout=asyncio.subprocess.PIPE,
-        cwd=CLIENTS,
-    )
+    process = await _listen("eventsource", f"{url}/events?topic=t")
     assert process.stdout is not None
     try:
         async with asyncio.timeout(TIMEOUT_S):
@@ -178,20 +171,11 @@ async def _next_message(stdout: asyncio.StreamReader) -> dict[str, Any]:
 async def test_node_clients_resume_by_themselves_across_a_hub_restart(
     dsn: str, db: asyncpg.Connection, client: str
 ) -> None:
-    node = shutil.which("node")
-    assert node
     args = ["--dsn", dsn, "--retry-ms", "200"]
     first = HubProcess(args)
     second: HubProcess | None = None
     await first.wait_healthy()
-    process = await asyncio.create_subprocess_exec(
-        node,
-        str(CLIENTS / "listen.mjs"),
-        client,
-        f"{first.url}/events?topic=t",
-        stdout=asyncio.subprocess.PIPE,
-        cwd=CLIENTS,
-    )
+    process = await _listen(client, f"{first.url}/events?topic=t")
     assert process.stdout is not None
     try:
         async with asyncio.timeout(TIMEOUT_S):
