@@ -85,6 +85,29 @@ async def hub_processes() -> AsyncIterator[list[HubProcess]]:
         process.stop()
 
 
+StartHub = Callable[..., Awaitable[HubProcess]]
+
+
+@pytest.fixture
+def start_hub_process(hub_processes: list[HubProcess], dsn: str) -> StartHub:
+    """Healthy hub processes on the test's database (``serve`` flags as arguments)."""
+
+    async def start(*args: str, port: int | None = None) -> HubProcess:
+        hub = HubProcess(["--dsn", dsn, *args], port=port)
+        hub_processes.append(hub)
+        await hub.wait_healthy()
+        return hub
+
+    return start
+
+
+async def _open_dashboard(open_page: OpenPage, url: str) -> Page:
+    """The dashboard at ``url``, once its stream is open."""
+    page = await open_page(url)
+    await page.wait_for_selector('#state[data-state="open"]', timeout=WAIT_MS)
+    return page
+
+
 async def _publish(url: str, data: str, event: str | None = None) -> int:
     body = {"topic": "b", "data": data} | ({"event": event} if event else {})
     async with (
@@ -116,13 +139,10 @@ async def _wait_count(page: Page, count: int) -> None:
 
 
 async def test_dashboard_shows_live_events_and_publishes(
-    open_page: OpenPage, hub_processes: list[HubProcess], dsn: str
+    open_page: OpenPage, start_hub_process: StartHub
 ) -> None:
-    hub = HubProcess(["--dsn", dsn])
-    hub_processes.append(hub)
-    await hub.wait_healthy()
-    page = await open_page(hub.url + "/?topic=b")
-    await page.wait_for_selector('#state[data-state="open"]', timeout=WAIT_MS)
+    hub = await start_hub_process()
+    page = await _open_dashboard(open_page, hub.url + "/?topic=b")
     ids = [await _publish(hub.url, f"live {n}") for n in range(3)]
     await _wait_count(page, 3)
     await page.fill("#pub-topic", "b")
@@ -144,13 +164,10 @@ async def test_dashboard_shows_live_events_and_publishes(
 
 
 async def test_dashboard_shows_every_type_and_filters_by_type(
-    open_page: OpenPage, hub_processes: list[HubProcess], dsn: str
+    open_page: OpenPage, start_hub_process: StartHub
 ) -> None:
-    hub = HubProcess(["--dsn", dsn])
-    hub_processes.append(hub)
-    await hub.wait_healthy()
-    page = await open_page(hub.url + "/?topic=b")
-    await page.wait_for_selector('#state[data-state="open"]', timeout=WAIT_MS)
+    hub = await start_hub_process()
+    page = await _open_dashboard(open_page, hub.url + "/?topic=b")
     published = [
         (await _publish(hub.url, "plain 0"), "message"),
         (await _publish(hub.url, '{"order": 7}', event="order.paid"), "order.paid"),
@@ -183,13 +200,10 @@ async def test_dashboard_shows_every_type_and_filters_by_type(
 
 
 async def test_dashboard_charts_follow_the_hubs_counters(
-    open_page: OpenPage, hub_processes: list[HubProcess], dsn: str
+    open_page: OpenPage, start_hub_process: StartHub
 ) -> None:
-    hub = HubProcess(["--dsn", dsn])
-    hub_processes.append(hub)
-    await hub.wait_healthy()
-    page = await open_page(hub.url + "/?topic=b")
-    await page.wait_for_selector('#state[data-state="open"]', timeout=WAIT_MS)
+    hub = await start_hub_process()
+    page = await _open_dashboard(open_page, hub.url + "/?topic=b")
     streams = page.locator("#chart-streams")
     await expect(streams).to_have_attribute("data-last", "1", timeout=WAIT_MS)  # this page
     events, sent = page.locator("#chart-events"), page.locator("#chart-bytes")
@@ -212,11 +226,9 @@ async def test_dashboard_charts_follow_the_hubs_counters(
 
 
 async def test_dashboard_says_when_metrics_need_a_token(
-    open_page: OpenPage, hub_processes: list[HubProcess], dsn: str
+    open_page: OpenPage, start_hub_process: StartHub
 ) -> None:
-    hub = HubProcess(["--dsn", dsn, "--metrics-token", "s3cret-metrics-token"])
-    hub_processes.append(hub)
-    await hub.wait_healthy()
+    hub = await start_hub_process("--metrics-token", "s3cret-metrics-token")
     page = await open_page(hub.url + "/?topic=b")
     await expect(page.locator("#hub-source")).to_contain_text("--metrics-token", timeout=WAIT_MS)
     # what /healthz tells still shows
@@ -227,13 +239,10 @@ async def test_dashboard_says_when_metrics_need_a_token(
 
 
 async def test_browser_reconnect_after_hub_restart_shows_every_event_once(
-    open_page: OpenPage, hub_processes: list[HubProcess], dsn: str
+    open_page: OpenPage, start_hub_process: StartHub, dsn: str
 ) -> None:
-    first = HubProcess(["--dsn", dsn, "--retry-ms", "300"])
-    hub_processes.append(first)
-    await first.wait_healthy()
-    page = await open_page(first.url + "/?topic=b")
-    await page.wait_for_selector('#state[data-state="open"]', timeout=WAIT_MS)
+    first = await start_hub_process("--retry-ms", "300")
+    page = await _open_dashboard(open_page, first.url + "/?topic=b")
     expected = [f"before {n}" for n in range(3)]
     for data in expected:
         await _publish(first.url, data)
@@ -252,9 +261,7 @@ async def test_browser_reconnect_after_hub_restart_shows_every_event_once(
     finally:
         await producer.close()
 
-    second = HubProcess(["--dsn", dsn, "--retry-ms", "300"], port=first.port)
-    hub_processes.append(second)
-    await second.wait_healthy()
+    second = await start_hub_process("--retry-ms", "300", port=first.port)
     for n in range(3):
         await _publish(second.url, f"after {n}", event="after" if n == 1 else None)
         expected.append(f"after {n}")
@@ -272,11 +279,9 @@ async def test_browser_reconnect_after_hub_restart_shows_every_event_once(
 
 
 async def test_last_event_id_in_the_page_url_sets_the_resume_point(
-    open_page: OpenPage, hub_processes: list[HubProcess], dsn: str
+    open_page: OpenPage, start_hub_process: StartHub
 ) -> None:
-    hub = HubProcess(["--dsn", dsn])
-    hub_processes.append(hub)
-    await hub.wait_healthy()
+    hub = await start_hub_process()
     ids = [await _publish(hub.url, f"stored {n}") for n in range(4)]
     pages = []
     for spelling, after in (("lastEventID", 2), ("lastEventId", 1), ("last_event_id", 3)):
@@ -293,11 +298,9 @@ async def test_last_event_id_in_the_page_url_sets_the_resume_point(
 
 
 async def test_dashboard_retries_after_the_hub_refuses_the_stream(
-    open_page: OpenPage, hub_processes: list[HubProcess], dsn: str
+    open_page: OpenPage, start_hub_process: StartHub
 ) -> None:
-    hub = HubProcess(["--dsn", dsn, "--max-streams", "1"])
-    hub_processes.append(hub)
-    await hub.wait_healthy()
+    hub = await start_hub_process("--max-streams", "1")
     occupant = await open_stream(hub.port, "/events?topic=b")
     try:
         await occupant.started()
@@ -311,11 +314,9 @@ async def test_dashboard_retries_after_the_hub_refuses_the_stream(
 
 
 async def test_dashboard_stops_and_says_why_on_a_refusal(
-    open_page: OpenPage, hub_processes: list[HubProcess], dsn: str
+    open_page: OpenPage, start_hub_process: StartHub
 ) -> None:
-    hub = HubProcess(["--dsn", dsn])
-    hub_processes.append(hub)
-    await hub.wait_healthy()
+    hub = await start_hub_process()
     page = await open_page(hub.url + "/?topic=b&lastEventID=soon")
     await expect(page.locator("#state")).to_have_attribute("data-state", "closed", timeout=WAIT_MS)
     await expect(page.locator("li.note").first).to_contain_text("stopped: the hub answered 400")
