@@ -144,14 +144,14 @@ class InMemoryBroker:
         """
         wheel = self._heartbeats
         silence_s = wheel.silence_s
-        soonest_s = now_s + wheel.tick_s
         beaten = 0
         for subscriber in wheel.take_due(now_s):
             if subscriber not in self._all:
                 continue
             if subscriber.beat(now_s, silence_s, heartbeat):
                 beaten += 1
-            wheel.add(subscriber, max(subscriber.last_write_s + silence_s, soonest_s))
+            # Due but not beaten (a slow client, one catching up): the wheel takes the next tick.
+            wheel.add(subscriber, subscriber.last_write_s + silence_s)
         return beaten
 
     def dispatch(self, events: Sequence[Encoded]) -> int:
