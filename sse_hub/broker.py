@@ -6,8 +6,10 @@ subscribers of a topic costs a few dictionary lookups (the exact topic, each
 subscribers on other topics cost nothing per event.
 
 ``last_id`` is the highest id dispatched so far: every event up to it has been
-offered to every subscriber that was live at the time. A subscriber reading
-history from the store joins live delivery once it has covered ``last_id``.
+offered to every subscriber that was live at the time, and an event at or below
+it is never dispatched again (a relay read may overlap what went out at
+commit). A subscriber reading history from the store joins live delivery once
+it has covered ``last_id``.
 """
 
 from __future__ import annotations
@@ -162,6 +164,8 @@ class InMemoryBroker:
         queued = 0
         touched: set[Subscriber] = set()
         for event in events:
+            if event.id <= self.last_id:
+                continue
             for bucket in self._index.matching(event.topic):
                 for subscriber in bucket:
                     if subscriber.offer(event):

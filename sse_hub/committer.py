@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sse_hub import store
@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TRANSACTION_EVENTS = 5000
 DEFAULT_MAX_PENDING_EVENTS = 50_000
+
+# Called as each sequencer transaction ends: the first id of ``events`` when they were
+# committed (their ids follow in order), ``None`` when none were (a drain, a failure).
+TransactionListener = Callable[[int | None, Sequence[NewEvent]], None]
 
 
 @dataclass(slots=True)
@@ -55,6 +59,8 @@ class GroupCommitter:
         # Kept from start(): asyncio.get_running_loop() costs a getpid() system call
         # on Python 3.11, once per publish on this path.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.on_transaction_end: TransactionListener | None = None
+        self.in_transaction = False
         self.transactions = 0
         self.events_committed = 0
         self.drains_skipped = 0
@@ -125,6 +131,8 @@ class GroupCommitter:
         self._drain_requested = False
         batch = self._next_batch()
         events = [event for request in batch for event in request.events]
+        ids: list[int] = []
+        self.in_transaction = True
         try:
             if not batch:
                 self._drain_skipped = not await store.drain_outbox(self._pool)
@@ -144,6 +152,12 @@ class GroupCommitter:
                         ServiceUnavailable(f"the database did not store the events: {exc}")
                     )
             return
+        finally:
+            self.in_transaction = False
+            if self.on_transaction_end is not None:
+                # Before the requests hear back: a publisher's own subscribers here
+                # have the events by the time its POST is answered.
+                self.on_transaction_end(ids[0] if ids else None, events)
         self.transactions += 1
         self.events_committed += len(events)
         offset = 0

@@ -134,10 +134,8 @@ class Hub:
 
     async def publish_events(self, events: list[NewEvent]) -> list[int]:
         """Store validated events atomically and in order; their ids."""
-        ids = await self.committer.append(events)
+        ids = await self.committer.append(events)  # dispatched here at commit (Relay.committed)
         self.counters.events_published += len(ids)
-        # Read them now rather than when our NOTIFY comes back (it then costs nothing).
-        self.relay.ring(ids[-1])
         return ids
 
     def feed(self, patterns: tuple[TopicPattern, ...], resume: Resume | None) -> Feed:

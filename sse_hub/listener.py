@@ -3,10 +3,21 @@
 NOTIFY is a doorbell, the table is the truth. A notification only wakes the
 relay, which then reads ``id > last_id`` from ``sse_hub.events`` in batches,
 encodes each event once and hands the batch to the broker. A notification
-names the newest id of its commit; one the relay has already read past (its
-own publishes, read as soon as they commit) costs no query. Notifications lost
-while the connection was down are harmless: after reconnecting, the relay
-reads from where it was. A slow poll covers a silent connection as well.
+names the newest id of its commit; one the relay has already read past costs
+no query. Notifications lost while the connection was down are harmless: after
+reconnecting, the relay reads from where it was. A slow poll covers a silent
+connection as well.
+
+This process's own publishes skip the read when they can (``committed``):
+when a transaction's first id directly follows the broker's ``last_id``,
+nothing can come between (ids are dense and follow commit order), so its
+events go out from memory at commit. Anything else (another commit in between,
+outbox rows sequenced in the same transaction) rings the relay, which reads
+them from the table. A read that overlaps what went out at commit is harmless:
+the broker ignores ids it has already dispatched. A notification that arrives
+while this process's own sequencer transaction is in flight may be that
+transaction's: it is weighed when the transaction ends, so the relay does not
+read back what went out at commit.
 
 The connection is our own, never a pooled one (asyncpg's pool runs
 ``UNLISTEN *`` when a connection goes back).
@@ -17,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -25,6 +38,7 @@ import asyncpg
 from sse_hub import frames, store
 from sse_hub.broker import Broker
 from sse_hub.committer import GroupCommitter
+from sse_hub.events import NewEvent
 from sse_hub.frames import Encoded
 from sse_hub.tasks import stop_task
 
@@ -57,12 +71,14 @@ class Relay:
         self._batch = batch
         self._poll_s = poll_s
         self._bell = asyncio.Event()
+        self._deferred_through: int | None = None  # notified during our own transaction
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.reconnects = 0
         self.lag_s = 0.0
         self.events_relayed = 0
+        self.events_sent_at_commit = 0
         self.frames_queued = 0
         self.reads = 0
         self.notifications_skipped = 0
@@ -72,6 +88,7 @@ class Relay:
         """Connect once (so a wrong DSN fails start-up), then relay in the background."""
         await self._connect()
         self._broker.last_id = await store.head(self._conn)
+        self._committer.on_transaction_end = self.transaction_ended
         self._task = asyncio.create_task(self._run(), name="sse-hub-relay")
 
     async def close(self) -> None:
@@ -84,6 +101,31 @@ class Relay:
         """The server process of the LISTEN connection (for operators and tests)."""
         conn = self._conn
         return None if conn is None or conn.is_closed() else int(conn.get_server_pid())
+
+    def transaction_ended(self, first_id: int | None, events: Sequence[NewEvent]) -> None:
+        """This process's sequencer transaction ended; ``events`` got ``first_id``, ``+ 1``...
+
+        They go to the broker now if they directly follow its ``last_id``;
+        otherwise the relay reads the table (see the module's docstring). Then
+        a notification that came in meanwhile is weighed.
+        """
+        if first_id is not None:
+            if first_id - 1 == self._broker.last_id:
+                self._send_at_commit(first_id, events)
+            else:
+                self.ring(first_id + len(events) - 1)
+        deferred, self._deferred_through = self._deferred_through, None
+        if deferred is not None and not self.ring(deferred):
+            self.notifications_skipped += 1
+
+    def _send_at_commit(self, first_id: int, events: Sequence[NewEvent]) -> None:
+        encoded = [
+            Encoded(event_id, event.topic, frames.event_frame(event_id, event.event, event.data))
+            for event_id, event in enumerate(events, first_id)
+        ]
+        self.frames_queued += self._broker.dispatch(encoded)
+        self.events_relayed += len(encoded)
+        self.events_sent_at_commit += len(encoded)
 
     def ring(self, through_id: int | None = None) -> bool:
         """Wake the relay to read up to ``through_id`` (``None``: whatever is new).
@@ -118,7 +160,12 @@ class Relay:
 
     def _on_events(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self._committer.sequenced_elsewhere()
-        if not self.ring(_notified_id(payload)):
+        through_id = _notified_id(payload)
+        if self._committer.in_transaction:  # perhaps ours: see transaction_ended
+            deferred = self._deferred_through
+            self._deferred_through = max(through_id, deferred or 0)
+            return
+        if not self.ring(through_id):
             self.notifications_skipped += 1
 
     def _on_outbox(self, *_: object) -> None:
@@ -162,17 +209,22 @@ class Relay:
             self.reads += 1
             if not rows:
                 return
+            dispatched_through = self._broker.last_id  # may have moved on at commit meanwhile
             encoded = [
                 Encoded(row.id, row.topic, frames.event_frame(row.id, row.event, row.data))
                 for row in rows
+                if row.id > dispatched_through
             ]
             self.frames_queued += self._broker.dispatch(encoded)
-            self.events_relayed += len(rows)
+            self.events_relayed += len(encoded)
             self.lag_s = max(0.0, time.time() - rows[-1].created_at.timestamp())
             if len(rows) < self._batch:
                 return
 
 
-def _notified_id(payload: str) -> int | None:
-    """The id a notification names; ``None`` (read anyway) for anything else."""
-    return int(payload) if payload.isascii() and payload.isdigit() else None
+_ANY_ID = sys.maxsize  # a notification that names no id: read whatever is new
+
+
+def _notified_id(payload: str) -> int:
+    """The id a notification names; ``_ANY_ID`` (read anyway) for anything else."""
+    return int(payload) if payload.isascii() and payload.isdigit() else _ANY_ID

@@ -70,7 +70,14 @@ def _hub_metrics(hub: Hub) -> Iterator[Metric]:
         "events_published", "Events published through this process", counters.events_published
     )
     yield _counter(
-        "events_relayed", "Events read by the relay, from any producer", relay.events_relayed
+        "events_relayed",
+        "Events the relay handed to subscribers, from any producer",
+        relay.events_relayed,
+    )
+    yield _counter(
+        "events_sent_at_commit",
+        "Of those, this process's own publishes sent at commit without a read",
+        relay.events_sent_at_commit,
     )
     yield _counter(
         "events_delivered",

@@ -171,3 +171,18 @@ def test_bytes_sent_sums_the_open_streams_sinks() -> None:
     assert broker.bytes_sent() == len(b"<1>") + len(b"<1><2>")
     broker.unsubscribe(b)
     assert broker.bytes_sent() == len(b"<1>")
+
+
+def test_events_already_dispatched_are_never_dispatched_again() -> None:
+    """A relay read may overlap what went out at commit: nothing twice, nothing backwards."""
+    broker = InMemoryBroker()
+    early, late = sub("*"), sub("*")
+    broker.subscribe(early)
+    assert broker.dispatch([ev(1, "t"), ev(2, "t"), ev(3, "t")]) == 3
+    broker.subscribe(late)  # a subscriber joining at 3 must not get 2 and 3 from the overlap
+    late.position = 0
+    assert broker.dispatch([ev(2, "t"), ev(3, "t"), ev(4, "t")]) == 2
+    assert written(early) == b"<1><2><3><4>"
+    assert written(late) == b"<4>"
+    broker.dispatch([ev(3, "t")])
+    assert broker.last_id == 4
