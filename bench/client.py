@@ -367,6 +367,62 @@ class Publisher:
             self.connection.close()
 
 
+class OpenLoop:
+    """Sends ``posts_per_s`` requests a second whatever the answers (open loop).
+
+    Each request goes out on an idle keep-alive connection; when every
+    connection is busy the request waits for one and counts as ``late``.
+    ``make_events(n)`` builds the n-th request's events (send times inside).
+    """
+
+    def __init__(
+        self,
+        publishers: list[Publisher],
+        posts_per_s: float,
+        make_events: Callable[[int], list[tuple[str, str]]],
+    ) -> None:
+        self._idle: asyncio.Queue[Publisher] = asyncio.Queue()
+        for publisher in publishers:
+            self._idle.put_nowait(publisher)
+        self._pending: set[asyncio.Task[None]] = set()
+        self._posts_per_s = posts_per_s
+        self._make_events = make_events
+        self._start: float | None = None
+        self.sent = 0
+        self.late = 0
+
+    async def run_until(
+        self, stop_at: float, on_tick: Callable[[float], None] | None = None
+    ) -> None:
+        """Keep the rate until ``stop_at`` (monotonic); ``on_tick(now)`` before each round."""
+        if self._start is None:
+            self._start = time.monotonic()
+        while (now := time.monotonic()) < stop_at:
+            if on_tick is not None:
+                on_tick(now)
+            due = int((now - self._start) * self._posts_per_s) - self.sent
+            for _ in range(due):
+                if self._idle.empty():
+                    self.late += 1  # every connection busy: this request goes out late
+                publisher = await self._idle.get()
+                task = asyncio.create_task(self._send(publisher, self.sent))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+                self.sent += 1
+            await asyncio.sleep(0.001)
+
+    async def _send(self, publisher: Publisher, seq: int) -> None:
+        try:
+            await publisher.send(self._make_events(seq))
+        finally:
+            self._idle.put_nowait(publisher)
+
+    async def close(self) -> None:
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+
+
 # ---------------------------------------------------------------- scenarios
 
 
@@ -412,6 +468,11 @@ async def broadcast(job: Job) -> dict[str, Any]:
     Publishers keep at most ``window_events`` events published but not yet
     delivered everywhere, so the run measures what the target sustains
     end to end (and never piles up a backlog that a later target would not face).
+
+    In that closed loop, latency is the window over the rate (Little's law):
+    it measures the window, not the target. With ``latency_rate`` set, the
+    latency figures come instead from a second phase at that fixed rate (open
+    loop, ``batch`` events per request), the same offered load for every target.
     """
     p = job.params
     subscribers: int = p["subscribers"]
@@ -466,6 +527,13 @@ async def broadcast(job: Job) -> dict[str, Any]:
         accepted1 = sum(pub.accepted for pub in publishers)
         await window.stop()
         latencies = list(totals.latencies_ns)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        fixed_rate: dict[str, Any] = {}
+        if p.get("latency_rate"):
+            await _drained(totals, published * per_event, p["drain_timeout_s"])
+            fixed_rate = await _fixed_rate_latency(p, publishers, totals, topics, batch)
     finally:
         for task in tasks:
             task.cancel()
@@ -476,7 +544,10 @@ async def broadcast(job: Job) -> dict[str, Any]:
             stream.close()
     result = window.report()
     delivered = delivered1 - delivered0
+    saturated = _latency_summary(latencies)
     result.update(
+        saturated_latency_p50_ms=saturated["latency_p50_ms"],
+        saturated_latency_p99_ms=saturated["latency_p99_ms"],
         subscribers=subscribers,
         topics=topic_count,
         batch=batch,
@@ -488,9 +559,52 @@ async def broadcast(job: Job) -> dict[str, Any]:
         db_us_per_delivery=result["db_cpu_s"] / max(delivered, 1) * 1e6,
         streams_closed_early=totals.closed,
         errors=_stream_errors(totals, publishers),
-        **_latency_summary(latencies),
+        **saturated,
     )
+    result.update(fixed_rate)  # when measured, these latency figures replace the closed loop's
     return result
+
+
+async def _drained(totals: Totals, expected: int, timeout_s: float) -> None:
+    """Wait until ``expected`` deliveries have arrived (the closed loop's backlog is out)."""
+    deadline = time.monotonic() + timeout_s
+    # Polled: the streams only add to a counter per read; an Event set per read costs more.
+    while totals.delivered < expected and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+
+
+async def _fixed_rate_latency(
+    p: dict[str, Any],
+    publishers: list[Publisher],
+    totals: Totals,
+    topics: list[str],
+    batch: int,
+) -> dict[str, Any]:
+    """Latency at ``latency_rate`` events/s, ``batch`` per request, round-robin over ``topics``."""
+    rate: float = p["latency_rate"]
+
+    def make_events(request: int) -> list[tuple[str, str]]:
+        sent_ns = time.time_ns()
+        first = request * batch
+        return [
+            (topics[seq % len(topics)], event_data(sent_ns, seq, EVENT_PAD_BYTES))
+            for seq in range(first, first + batch)
+        ]
+
+    sender = OpenLoop(publishers, rate / batch, make_events)
+    try:
+        await sender.run_until(time.monotonic() + p["latency_warmup_s"])
+        totals.latencies_ns.clear()
+        late0 = sender.late
+        await sender.run_until(time.monotonic() + p["latency_s"])
+        latencies = list(totals.latencies_ns)
+    finally:
+        await sender.close()
+    return {
+        "latency_rate": rate,
+        "latency_late_sends": sender.late - late0,
+        **_latency_summary(latencies),
+    }
 
 
 async def latency(job: Job) -> dict[str, Any]:
@@ -506,51 +620,31 @@ async def latency(job: Job) -> dict[str, Any]:
         job.host, job.port, requests, totals, sample_every=p["sample_every"], deadline=deadline
     )
     log(f"{len(streams)} streams open")
-    idle: asyncio.Queue[Publisher] = asyncio.Queue()
     publishers = [Publisher(job.host, job.port, job.dialect) for _ in range(p["publishers"])]
-    for pub in publishers:
-        idle.put_nowait(pub)
-    pending: set[asyncio.Task[None]] = set()
-    late = 0
-
-    async def send_one(pub: Publisher, seq: int) -> None:
-        try:
-            await pub.send([(topic, event_data(time.time_ns(), seq, EVENT_PAD_BYTES))])
-        finally:
-            idle.put_nowait(pub)
-
+    sender = OpenLoop(
+        publishers, rate, lambda seq: [(topic, event_data(time.time_ns(), seq, EVENT_PAD_BYTES))]
+    )
     window = job.window()
-    start = time.monotonic()
-    warm_until = start + p["warmup_s"]
+    warm_until = time.monotonic() + p["warmup_s"]
     stop_at = warm_until + p["measure_s"]
-    sent = 0
     measuring = False
-    delivered0 = 0
+    delivered0 = late0 = 0
+
+    def start_measuring(now: float) -> None:
+        nonlocal measuring, delivered0, late0
+        if not measuring and now >= warm_until:
+            measuring = True
+            totals.latencies_ns.clear()
+            delivered0, late0 = totals.delivered, sender.late
+            window.start()
+
     try:
-        while (now := time.monotonic()) < stop_at:
-            if not measuring and now >= warm_until:
-                measuring = True
-                totals.latencies_ns.clear()
-                delivered0 = totals.delivered
-                late = 0
-                window.start()
-            due = int((now - start) * rate) - sent
-            for _ in range(due):
-                if idle.empty():
-                    late += 1  # every connection busy: this event goes out late
-                pub = await idle.get()
-                task = asyncio.create_task(send_one(pub, sent))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                sent += 1
-            await asyncio.sleep(0.001)
+        await sender.run_until(stop_at, start_measuring)
         delivered1 = totals.delivered
         await window.stop()
         latencies = list(totals.latencies_ns)
     finally:
-        for task in list(pending):
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await sender.close()
         for pub in publishers:
             pub.close()
         for stream in streams:
@@ -563,7 +657,7 @@ async def latency(job: Job) -> dict[str, Any]:
         delivered=delivered,
         delivered_per_s=delivered / result["wall_s"],
         expected_per_s=rate * subscribers,
-        late_sends=late,
+        late_sends=sender.late - late0,
         server_us_per_delivery=result["server_cpu_s"] / max(delivered, 1) * 1e6,
         errors=_stream_errors(totals, publishers),
         **_latency_summary(latencies),
