@@ -117,7 +117,10 @@ def combine(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _run_client(servers: Sequence[Server], db_pid: int | None, params: dict[str, Any]) -> Any:
+def _run_client(
+    servers: Sequence[Server], db_pid: int | None, params: dict[str, Any]
+) -> dict[str, Any]:
+    """One load client process against ``servers``; its raw counts (``bench.hosts_client``)."""
     timeout_s = params["connect_timeout_s"] + params["warmup_s"] + params["measure_s"] + 5.0
     job = {
         "scenario": "hosts",
@@ -143,7 +146,8 @@ def _run_client(servers: Sequence[Server], db_pid: int | None, params: dict[str,
     )
     if completed.returncode != 0:
         raise RuntimeError(f"client exited with {completed.returncode}")
-    return json.loads(completed.stdout.decode().strip().splitlines()[-1])
+    raw: dict[str, Any] = json.loads(completed.stdout.decode().strip().splitlines()[-1])
+    return raw
 
 
 def _line(figures: dict[str, Any]) -> str:
