@@ -920,6 +920,13 @@ async def scale(job: Job) -> dict[str, Any]:
     return await swarm.run(job)
 
 
+async def hosts(job: Job) -> dict[str, Any]:
+    """The hosts scenario's client: subscribers on several hubs (``bench.hosts_client``)."""
+    from bench import hosts_client  # imports this module: loaded only by the processes that need it
+
+    return await hosts_client.run(job)
+
+
 SCENARIOS: dict[str, Callable[[Job], Awaitable[dict[str, Any]]]] = {
     "broadcast": broadcast,
     "latency": latency,
@@ -928,6 +935,7 @@ SCENARIOS: dict[str, Callable[[Job], Awaitable[dict[str, Any]]]] = {
     "replay": replay,
     "download": download,
     "scale": scale,
+    "hosts": hosts,
 }
 
 

@@ -344,6 +344,87 @@ SCENARIOS = (
     ),
 )
 
+# The hosts scenario: one row per hub count in a table of its own (``report.hosts_markdown``),
+# each figure of ``bench.hosts.count_figures``; the main table has the headline below.
+HOSTS_ROWS = (
+    Metric("events_per_s", "events/s", HIGHER, 1.0, 0),
+    Metric("db_us_per_event", "PostgreSQL CPU µs per event", LOWER, 1.0, 1),
+    Metric("db_us_per_event_per_hub", "PostgreSQL CPU µs per event per hub", LOWER, 1.0, 1),
+    Metric("db_us_per_added_hub", "PostgreSQL CPU µs per event per added hub", LOWER, 1.0, 1),
+    Metric("relay_reads_per_event", "relay reads per event", LOWER, 1.0, 2),
+    Metric("relayed_per_hub_per_event", "events relayed per hub ÷ published", HIGHER, 1.0, 2),
+    Metric("hub_us_per_event_per_hub", "hub CPU µs per event per hub", LOWER, 1.0, 1),
+    Metric("latency_p50_ms", "p50 publish→receive (ms)", LOWER, 1.0, 2),
+    Metric("latency_p99_ms", "p99 publish→receive (ms)", LOWER, 1.0, 2),
+    Metric("client_cpu_util", "load client CPU (cores)", LOWER, 1.0, 2),
+)
+
+
+def hosts_params(hub_counts: list[int], **more: Any) -> dict[str, Any]:
+    return {
+        "hub_counts": hub_counts,
+        "workers": 1,  # each hub is one process, whatever --hub-workers says
+        # 200 subscribers in all, split evenly over the hubs, at 200 events/s: 40,000
+        # deliveries/s, under half of the two cores (hub and client), so that the hubs'
+        # relays and PostgreSQL are not starved; fan-out itself is measured by `fanout`.
+        "subscribers": 200,
+        "rate": 200.0,  # events/s, one per POST, all to the first hub
+        "publishers": 8,
+        "sample_every": 4,  # of each hub's streams: every 4th parses send times
+        "warmup_s": 2.0,
+        "measure_s": 8.0,
+        "connect_timeout_s": 60.0,
+        **more,
+    }
+
+
+SCENARIOS = (
+    *SCENARIOS,
+    Scenario(
+        name="hosts",
+        client="hosts",
+        title="hosts: 1, 2, 4 and 8 hubs on one PostgreSQL, 200 subscribers, 200 events/s "
+        "(quick: 1 and 2 hubs)",
+        params=hosts_params([1, 2, 4, 8]),
+        quick=hosts_params([1, 2], warmup_s=1.0, measure_s=4.0),
+        metrics=(
+            Metric(
+                "db_per_hub_ratio",
+                "PostgreSQL CPU per event per hub: most hubs ÷ 1 hub",
+                LOWER,
+                1.0,
+                2,
+            ),
+            Metric(
+                "db_us_per_added_hub",
+                "PostgreSQL CPU µs per event per added hub, 1 hub to the most",
+                LOWER,
+                1.0,
+                1,
+            ),
+            Metric(
+                "relay_reads_per_event_per_hub",
+                "relay reads per event per hub, most hubs",
+                LOWER,
+                1.0,
+                2,
+            ),
+            Metric(
+                "hub_per_hub_ratio", "hub CPU per event per hub: most hubs ÷ 1 hub", LOWER, 1.0, 2
+            ),
+            Metric("latency_p99_ms", "p99 publish→receive, most hubs (ms)", LOWER, 1.0, 2),
+            CLIENT_CPU,
+        ),
+        targets=("hub",),
+        client_bound_check=True,
+        notes="each hub its own `sse-hub serve --workers 1` on its own port, all on the bench's "
+        "PostgreSQL; the subscribers split evenly over the hubs, every event posted to the first; "
+        "per hub count: see the hosts table (hub only: nchan and sse-starlette have no shared "
+        "database)",
+        timeout_s=900.0,
+    ),
+)
+
 SCENARIOS_BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 
 

@@ -139,6 +139,20 @@ def tree_run_s(pids: tuple[int, ...] | list[int]) -> float:
     return sum(process_run_s(pid) for pid in pids)
 
 
+def run_s_by_pid(root: int) -> dict[int, float]:
+    """CPU seconds (the scheduler's nanosecond count) of ``root`` and each live process below it."""
+    return {pid: process_run_s(pid) for pid in descendants(root)}
+
+
+def run_s_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two ``run_s_by_pid`` readings of one tree.
+
+    A process born in between counts whole; one that ended in between is not
+    counted (add its parent's reaped children, ``process_cpu_s(include_reaped=True)``).
+    """
+    return sum(now_s - before.get(pid, 0.0) for pid, now_s in after.items())
+
+
 _TCP_LISTEN = "0A"
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from bench.plan import HIGHER, SCENARIOS_BY_NAME, Metric, RunResult, Scenario
+from bench.plan import HIGHER, HOSTS_ROWS, SCENARIOS_BY_NAME, Metric, RunResult, Scenario
 
 PEERS = ("nchan", "starlette")
 TARGET_ORDER = ("hub", "nchan", "starlette")
@@ -126,6 +127,34 @@ def markdown(summary: dict[str, Any], *, repeats: int) -> str:
         "within each repeat. † = in at least one run the load client used ≥ "
         f"{CLIENT_BOUND_UTIL:.0%} of a core (it, not the server, was the limit: compare server "
         "CPU per event there). ✗ = the hub is worse than that peer on this figure."
+    )
+    return "\n".join(lines)
+
+
+def hosts_markdown(results: list[RunResult]) -> str:
+    """The hosts scenario's table: one row per hub count, medians over repeats; "" without it."""
+    runs = [run for run in results if run.scenario == "hosts" and run.target == "hub"]
+    counts = sorted({n for run in runs for n in run.result.get("hub_counts", [])})
+    if not counts:
+        return ""
+    lines = [
+        "| hubs | "
+        + " | ".join(f"{m.label} {'↑' if m.better == HIGHER else '↓'}" for m in HOSTS_ROWS)
+        + " |",
+        "|---" * (len(HOSTS_ROWS) + 1) + "|",
+    ]
+    for count in counts:
+        cells = []
+        for metric in HOSTS_ROWS:
+            per_count = dataclasses.replace(metric, key=f"hubs{count}_{metric.key}")
+            fig = figure(runs, per_count, check_client=False)
+            cells.append(_cell(fig.as_dict(), metric) if fig else "–")
+        lines.append(f"| {count} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        "hosts, per hub count: each hub its own process on its own port, one PostgreSQL; "
+        "per added hub = the change in PostgreSQL CPU per event from the row above ÷ the hubs "
+        "added; relay reads per event are summed over the hubs."
     )
     return "\n".join(lines)
 

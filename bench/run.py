@@ -9,7 +9,8 @@ a run of every scenario against every target also rewrites the committed
 ``docs/benchmarks/latest.md`` (figures, targets, commit, date, machine).
 Then, unless ``--no-profile``, py-spy records the hub under fan-out and idle,
 and tracemalloc shows where an idle stream's memory goes. The scale scenarios
-run several client processes through ``bench.scale`` instead of one client.
+run several client processes through ``bench.scale`` instead of one client; the
+hosts scenario runs several hubs on one database through ``bench.hosts``.
 
     python -m bench.run                  # everything (about 24 minutes)
     python -m bench.run --quick          # smaller and shorter (about 6 minutes)
@@ -42,7 +43,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import profiles, report, scale
+from bench import hosts, profiles, report, scale
 from bench.plan import SCENARIOS, SCENARIOS_BY_NAME, RunResult, Scenario
 from bench.targets import (
     HubTarget,
@@ -282,6 +283,9 @@ class Bench:
                     self.work, say,
                 )  # fmt: skip
                 server = servers[-1]
+            elif scenario.client == "hosts":
+                assert isinstance(target, HubTarget)
+                run.result = hosts.measure(target, servers, db_pid, params, self.work, say)
             else:
                 run.result = run_client(scenario, target, server, db_pid, params)
             if name == "hub" and self.dsn is not None:
@@ -576,6 +580,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = report.summarise(bench.results)
     goal_rows = report.goals(summary)
     table = report.markdown(summary, repeats=args.repeat)
+    hosts_table = report.hosts_markdown(bench.results)
+    if hosts_table:
+        table += f"\n\n{hosts_table}"
     goals_md = report.goals_markdown(goal_rows)
     elapsed = time.monotonic() - started
     meta = {

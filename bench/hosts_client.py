@@ -1,0 +1,234 @@
+"""One load client process of the hosts scenario: subscribers on N hubs, events into the first.
+
+``bench.client`` runs ``run`` for a job whose scenario is ``hosts``; the job's
+``hubs`` lists every running hub (port and pid), all on one PostgreSQL. The
+client opens each hub's share of the subscribers on one topic (every
+``sample_every``-th stream of each hub parses send times), then publishes
+``rate`` events/s open loop, one event per POST on ``publishers`` keep-alive
+connections, to the first hub only, as a producer would. Over the measured
+window it reads:
+
+- each hub's ``GET /metrics`` just before and just after the window: relay
+  reads (``sse_hub_relay_reads_total``) and events relayed;
+- each hub's CPU and PostgreSQL's: the scheduler's nanosecond counts of every
+  process of the tree, a process born in the window counted whole, plus the
+  clock ticks of PostgreSQL backends that exited in it;
+- the events accepted, the deliveries, publish→receive latencies, its own CPU.
+
+It answers raw counts; ``bench.hosts`` turns them into figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bench import procs, tally
+from bench.client import (
+    EVENT_PAD_BYTES,
+    HttpConnection,
+    Job,
+    Publisher,
+    Stream,
+    Totals,
+    log,
+    open_streams,
+)
+from bench.wire import event_data, percentile
+
+RELAY_READS = "sse_hub_relay_reads_total"
+EVENTS_RELAYED = "sse_hub_events_relayed_total"
+PUBLISH_TICK_S = 0.001
+
+
+@dataclass(frozen=True)
+class HubAddress:
+    port: int
+    pid: int
+
+
+def counter_value(text: str, name: str) -> float:
+    """The value of the first sample named ``name`` in Prometheus text format; NaN if absent."""
+    for line in text.splitlines():
+        rest = line[len(name) :] if line.startswith(name) else ""
+        if rest.startswith("{"):
+            rest = rest.partition("}")[2]
+        if rest.startswith(" "):
+            return float(rest.split()[0])
+    return math.nan
+
+
+class TreeCpu:
+    """CPU seconds of one process tree over a window, to the nanosecond."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self._before: dict[int, float] = {}
+        self._reaped_before = 0.0
+
+    def _reaped_s(self) -> float:
+        """Clock ticks of children the root has waited for (a backend that exited)."""
+        with_reaped = procs.process_cpu_s(self.root, include_reaped=True)
+        return with_reaped - procs.process_cpu_s(self.root)
+
+    def start(self) -> None:
+        self._reaped_before = self._reaped_s()
+        self._before = procs.run_s_by_pid(self.root)
+
+    def stop(self) -> float:
+        spent = procs.run_s_between(self._before, procs.run_s_by_pid(self.root))
+        return spent + self._reaped_s() - self._reaped_before
+
+
+async def _scrape(connections: list[HttpConnection], ports: list[int]) -> list[dict[str, float]]:
+    """Each hub's relay counters, read one hub after the other."""
+    counters: list[dict[str, float]] = []
+    for connection, port in zip(connections, ports, strict=True):
+        request = f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode("latin-1")
+        status, body = await connection.request(request)
+        if status != 200:
+            raise RuntimeError(f"GET /metrics on port {port}: status {status}")
+        text = body.decode("utf-8", "replace")
+        counters.append({name: counter_value(text, name) for name in (RELAY_READS, EVENTS_RELAYED)})
+    return counters
+
+
+async def _publish_steadily(
+    publishers: list[Publisher], topic: str, rate: float, stop_at: float
+) -> int:
+    """``rate`` events/s, one per POST, until ``stop_at``; returns how many went out late."""
+    idle: asyncio.Queue[Publisher] = asyncio.Queue()
+    for publisher in publishers:
+        idle.put_nowait(publisher)
+    pending: set[asyncio.Task[None]] = set()
+    late = 0
+
+    async def send_one(publisher: Publisher, seq: int) -> None:
+        try:
+            await publisher.send([(topic, event_data(time.time_ns(), seq, EVENT_PAD_BYTES))])
+        finally:
+            idle.put_nowait(publisher)
+
+    start = time.monotonic()
+    sent = 0
+    try:
+        while (now := time.monotonic()) < stop_at:
+            for _ in range(int((now - start) * rate) - sent):
+                if idle.empty():
+                    late += 1  # every connection busy: this event goes out late
+                publisher = await idle.get()
+                task = asyncio.create_task(send_one(publisher, sent))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                sent += 1
+            await asyncio.sleep(PUBLISH_TICK_S)
+    finally:
+        for task in list(pending):
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    return late
+
+
+async def run(job: Job) -> dict[str, Any]:
+    p = job.params
+    hubs = [HubAddress(int(hub["port"]), int(hub["pid"])) for hub in p["hubs"]]
+    topic = f"{p['topic_prefix']}-hosts"
+    totals = Totals()
+    streams: list[Stream] = []
+    scrapers: list[HttpConnection] = []
+    publishers: list[Publisher] = []
+    deadline = time.monotonic() + p["connect_timeout_s"]
+    try:
+        for hub, share in zip(hubs, tally.shares(p["subscribers"], len(hubs)), strict=True):
+            request = job.dialect.subscribe(f"{job.host}:{hub.port}", topic)
+            streams += await open_streams(
+                job.host,
+                hub.port,
+                [request] * share,
+                totals,
+                sample_every=p["sample_every"],
+                deadline=deadline,
+            )
+        log(f"{len(streams)} streams open on {len(hubs)} hub(s)")
+        scrapers = [await HttpConnection.open(job.host, hub.port) for hub in hubs]
+        publishers = [
+            Publisher(job.host, hubs[0].port, job.dialect) for _ in range(p["publishers"])
+        ]
+        result = await _measure(hubs, scrapers, publishers, totals, topic, job)
+    finally:
+        for publisher in publishers:
+            publisher.close()
+        for connection in scrapers:
+            connection.close()
+        for stream in streams:
+            stream.close()
+    result.update(streams=len(streams), streams_closed_early=totals.closed)
+    result["errors"] = (totals.errors + [e for pub in publishers for e in pub.errors])[:20]
+    return result
+
+
+async def _measure(
+    hubs: list[HubAddress],
+    scrapers: list[HttpConnection],
+    publishers: list[Publisher],
+    totals: Totals,
+    topic: str,
+    job: Job,
+) -> dict[str, Any]:
+    p = job.params
+    ports = [hub.port for hub in hubs]
+    hub_cpu = [TreeCpu(hub.pid) for hub in hubs]
+    db_cpu = TreeCpu(job.db_pid) if job.db_pid else None
+    # Publishing goes on a little past the window, so the window's end is steady too.
+    stop_at = time.monotonic() + p["warmup_s"] + p["measure_s"] + 1.0
+    publishing = asyncio.create_task(_publish_steadily(publishers, topic, p["rate"], stop_at))
+    try:
+        await asyncio.sleep(p["warmup_s"])
+        before = await _scrape(scrapers, ports)
+        for meter in hub_cpu:
+            meter.start()
+        if db_cpu is not None:
+            db_cpu.start()
+        client_cpu0, started = procs.own_cpu_s(), time.monotonic()
+        accepted0 = sum(pub.accepted for pub in publishers)
+        delivered0 = totals.delivered
+        totals.latencies_ns.clear()
+        await asyncio.sleep(p["measure_s"])
+        accepted1 = sum(pub.accepted for pub in publishers)
+        delivered1 = totals.delivered
+        latencies = sorted(totals.latencies_ns)
+        wall_s = time.monotonic() - started
+        client_cpu_s = procs.own_cpu_s() - client_cpu0
+        db_cpu_s = db_cpu.stop() if db_cpu is not None else math.nan
+        hub_cpu_s = [meter.stop() for meter in hub_cpu]
+        after = await _scrape(scrapers, ports)
+        late = await publishing
+    finally:
+        publishing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publishing
+    return {
+        "hubs": len(hubs),
+        "wall_s": wall_s,
+        "published": accepted1 - accepted0,
+        "late_sends": late,
+        "subscribers": p["subscribers"],
+        "delivered": delivered1 - delivered0,
+        "db_cpu_s": db_cpu_s,
+        "hub_cpu_s": hub_cpu_s,
+        "relay_reads": [
+            b[RELAY_READS] - a[RELAY_READS] for a, b in zip(before, after, strict=True)
+        ],
+        "events_relayed": [
+            b[EVENTS_RELAYED] - a[EVENTS_RELAYED] for a, b in zip(before, after, strict=True)
+        ],
+        "client_cpu_s": client_cpu_s,
+        "client_cpu_util": client_cpu_s / max(wall_s, 1e-9),
+        "latency_samples": len(latencies),
+        "latency_p50_ms": percentile(latencies, 0.50) / 1e6,
+        "latency_p99_ms": percentile(latencies, 0.99) / 1e6,
+    }
