@@ -32,6 +32,7 @@ from bench.client import (
     EVENT_PAD_BYTES,
     HttpConnection,
     Job,
+    OpenLoop,
     Publisher,
     Stream,
     Totals,
@@ -42,7 +43,6 @@ from bench.wire import event_data, percentile
 
 RELAY_READS = "sse_hub_relay_reads_total"
 EVENTS_RELAYED = "sse_hub_events_relayed_total"
-PUBLISH_TICK_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -97,40 +97,11 @@ async def _scrape(connections: list[HttpConnection], ports: list[int]) -> list[d
     return counters
 
 
-async def _publish_steadily(
-    publishers: list[Publisher], topic: str, rate: float, stop_at: float
-) -> int:
-    """``rate`` events/s, one per POST, until ``stop_at``; returns how many went out late."""
-    idle: asyncio.Queue[Publisher] = asyncio.Queue()
-    for publisher in publishers:
-        idle.put_nowait(publisher)
-    pending: set[asyncio.Task[None]] = set()
-    late = 0
-
-    async def send_one(publisher: Publisher, seq: int) -> None:
-        try:
-            await publisher.send([(topic, event_data(time.time_ns(), seq, EVENT_PAD_BYTES))])
-        finally:
-            idle.put_nowait(publisher)
-
-    start = time.monotonic()
-    sent = 0
+async def _publish_steadily(sender: OpenLoop, stop_at: float) -> None:
     try:
-        while (now := time.monotonic()) < stop_at:
-            for _ in range(int((now - start) * rate) - sent):
-                if idle.empty():
-                    late += 1  # every connection busy: this event goes out late
-                publisher = await idle.get()
-                task = asyncio.create_task(send_one(publisher, sent))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                sent += 1
-            await asyncio.sleep(PUBLISH_TICK_S)
+        await sender.run_until(stop_at)
     finally:
-        for task in list(pending):
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-    return late
+        await sender.close()
 
 
 async def run(job: Job) -> dict[str, Any]:
@@ -185,7 +156,12 @@ async def _measure(
     db_cpu = TreeCpu(job.db_pid) if job.db_pid else None
     # Publishing goes on a little past the window, so the window's end is steady too.
     stop_at = time.monotonic() + p["warmup_s"] + p["measure_s"] + 1.0
-    publishing = asyncio.create_task(_publish_steadily(publishers, topic, p["rate"], stop_at))
+    sender = OpenLoop(
+        publishers,
+        p["rate"],
+        lambda seq: [(topic, event_data(time.time_ns(), seq, EVENT_PAD_BYTES))],
+    )
+    publishing = asyncio.create_task(_publish_steadily(sender, stop_at))
     try:
         await asyncio.sleep(p["warmup_s"])
         before = await _scrape(scrapers, ports)
@@ -206,7 +182,7 @@ async def _measure(
         db_cpu_s = db_cpu.stop() if db_cpu is not None else math.nan
         hub_cpu_s = [meter.stop() for meter in hub_cpu]
         after = await _scrape(scrapers, ports)
-        late = await publishing
+        await publishing
     finally:
         publishing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -215,7 +191,7 @@ async def _measure(
         "hubs": len(hubs),
         "wall_s": wall_s,
         "published": accepted1 - accepted0,
-        "late_sends": late,
+        "late_sends": sender.late,
         "subscribers": p["subscribers"],
         "delivered": delivered1 - delivered0,
         "db_cpu_s": db_cpu_s,
