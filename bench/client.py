@@ -32,6 +32,7 @@ from typing import Any, cast
 
 from bench import procs
 from bench.dialects import ACCEPTED, DIALECTS, Dialect
+from bench.scrape import BREAKDOWN_COUNTERS, hub_breakdown, hub_counters
 from bench.wire import (
     ChunkedDecoder,
     EventCounter,
@@ -390,6 +391,7 @@ class OpenLoop:
         self._start: float | None = None
         self.sent = 0
         self.late = 0
+        self.answers_ns: list[int] = []  # send → accepted, per request answered (one per send)
 
     async def run_until(
         self, stop_at: float, on_tick: Callable[[float], None] | None = None
@@ -413,7 +415,9 @@ class OpenLoop:
 
     async def _send(self, publisher: Publisher, seq: int) -> None:
         try:
-            await publisher.send(self._make_events(seq))
+            sent_ns = time.time_ns()
+            if await publisher.send(self._make_events(seq)):
+                self.answers_ns.append(time.time_ns() - sent_ns)
         finally:
             self._idle.put_nowait(publisher)
 
@@ -629,20 +633,30 @@ async def latency(job: Job) -> dict[str, Any]:
     stop_at = warm_until + p["measure_s"]
     measuring = False
     delivered0 = late0 = 0
+    scraped = job.dialect.name == "hub"  # the hub's counters say where the time went
+    counters0: dict[str, float] = {}
+    breakdown: dict[str, float] = {}
 
     def start_measuring(now: float) -> None:
         nonlocal measuring, delivered0, late0
         if not measuring and now >= warm_until:
             measuring = True
             totals.latencies_ns.clear()
+            sender.answers_ns.clear()
             delivered0, late0 = totals.delivered, sender.late
             window.start()
 
     try:
+        if scraped:
+            await sender.run_until(warm_until)
+            counters0 = await hub_counters(job.host, job.port, BREAKDOWN_COUNTERS)
         await sender.run_until(stop_at, start_measuring)
         delivered1 = totals.delivered
         await window.stop()
         latencies = list(totals.latencies_ns)
+        if scraped:
+            counters1 = await hub_counters(job.host, job.port, BREAKDOWN_COUNTERS)
+            breakdown = hub_breakdown(counters0, counters1)
     finally:
         await sender.close()
         for pub in publishers:
@@ -660,6 +674,9 @@ async def latency(job: Job) -> dict[str, Any]:
         late_sends=sender.late - late0,
         server_us_per_delivery=result["server_cpu_s"] / max(delivered, 1) * 1e6,
         errors=_stream_errors(totals, publishers),
+        answer_p50_ms=percentile(sorted(sender.answers_ns), 0.50) / 1e6,
+        answer_p99_ms=percentile(sorted(sender.answers_ns), 0.99) / 1e6,
+        **breakdown,
         **_latency_summary(latencies),
     )
     return result

@@ -30,7 +30,6 @@ from typing import Any
 from bench import procs, tally
 from bench.client import (
     EVENT_PAD_BYTES,
-    HttpConnection,
     Job,
     OpenLoop,
     Publisher,
@@ -39,6 +38,7 @@ from bench.client import (
     log,
     open_streams,
 )
+from bench.scrape import hub_counters
 from bench.wire import event_data, percentile
 
 RELAY_READS = "sse_hub_relay_reads_total"
@@ -49,17 +49,6 @@ EVENTS_RELAYED = "sse_hub_events_relayed_total"
 class HubAddress:
     port: int
     pid: int
-
-
-def counter_value(text: str, name: str) -> float:
-    """The value of the first sample named ``name`` in Prometheus text format; NaN if absent."""
-    for line in text.splitlines():
-        rest = line[len(name) :] if line.startswith(name) else ""
-        if rest.startswith("{"):
-            rest = rest.partition("}")[2]
-        if rest.startswith(" "):
-            return float(rest.split()[0])
-    return math.nan
 
 
 class TreeCpu:
@@ -84,17 +73,9 @@ class TreeCpu:
         return spent + self._reaped_s() - self._reaped_before
 
 
-async def _scrape(connections: list[HttpConnection], ports: list[int]) -> list[dict[str, float]]:
+async def _scrape(ports: list[int]) -> list[dict[str, float]]:
     """Each hub's relay counters, read one hub after the other."""
-    counters: list[dict[str, float]] = []
-    for connection, port in zip(connections, ports, strict=True):
-        request = f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode("latin-1")
-        status, body = await connection.request(request)
-        if status != 200:
-            raise RuntimeError(f"GET /metrics on port {port}: status {status}")
-        text = body.decode("utf-8", "replace")
-        counters.append({name: counter_value(text, name) for name in (RELAY_READS, EVENTS_RELAYED)})
-    return counters
+    return [await hub_counters("127.0.0.1", port, (RELAY_READS, EVENTS_RELAYED)) for port in ports]
 
 
 async def _publish_steadily(sender: OpenLoop, stop_at: float) -> None:
@@ -110,7 +91,6 @@ async def run(job: Job) -> dict[str, Any]:
     topic = f"{p['topic_prefix']}-hosts"
     totals = Totals()
     streams: list[Stream] = []
-    scrapers: list[HttpConnection] = []
     publishers: list[Publisher] = []
     deadline = time.monotonic() + p["connect_timeout_s"]
     try:
@@ -125,16 +105,13 @@ async def run(job: Job) -> dict[str, Any]:
                 deadline=deadline,
             )
         log(f"{len(streams)} streams open on {len(hubs)} hub(s)")
-        scrapers = [await HttpConnection.open(job.host, hub.port) for hub in hubs]
         publishers = [
             Publisher(job.host, hubs[0].port, job.dialect) for _ in range(p["publishers"])
         ]
-        result = await _measure(hubs, scrapers, publishers, totals, topic, job)
+        result = await _measure(hubs, publishers, totals, topic, job)
     finally:
         for publisher in publishers:
             publisher.close()
-        for connection in scrapers:
-            connection.close()
         for stream in streams:
             stream.close()
     result.update(streams=len(streams), streams_closed_early=totals.closed)
@@ -144,7 +121,6 @@ async def run(job: Job) -> dict[str, Any]:
 
 async def _measure(
     hubs: list[HubAddress],
-    scrapers: list[HttpConnection],
     publishers: list[Publisher],
     totals: Totals,
     topic: str,
@@ -164,7 +140,7 @@ async def _measure(
     publishing = asyncio.create_task(_publish_steadily(sender, stop_at))
     try:
         await asyncio.sleep(p["warmup_s"])
-        before = await _scrape(scrapers, ports)
+        before = await _scrape(ports)
         for meter in hub_cpu:
             meter.start()
         if db_cpu is not None:
@@ -181,7 +157,7 @@ async def _measure(
         client_cpu_s = procs.own_cpu_s() - client_cpu0
         db_cpu_s = db_cpu.stop() if db_cpu is not None else math.nan
         hub_cpu_s = [meter.stop() for meter in hub_cpu]
-        after = await _scrape(scrapers, ports)
+        after = await _scrape(ports)
         await publishing
     finally:
         publishing.cancel()

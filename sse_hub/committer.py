@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ TransactionListener = Callable[[int | None, Sequence[NewEvent]], None]
 class _Request:
     events: Sequence[NewEvent]
     done: asyncio.Future[list[int]]
+    queued_s: float  # time.perf_counter() when it arrived
 
 
 class GroupCommitter:
@@ -64,6 +66,10 @@ class GroupCommitter:
         self.transactions = 0
         self.events_committed = 0
         self.drains_skipped = 0
+        # Where publish latency goes (sse_hub_commit_seconds_total and friends).
+        self.transaction_s = 0.0  # in sse_hub.append(), fsync included
+        self.requests_committed = 0
+        self.request_s = 0.0  # from arrival to commit: waiting for a transaction, and in it
 
     def start(self) -> None:
         if self._task is None:
@@ -84,7 +90,7 @@ class GroupCommitter:
             raise ServiceUnavailable("the hub is not accepting events")
         if self._pending_events + len(events) > self._max_pending:
             raise ServiceUnavailable("too many events waiting to be stored", retry_after_s=1)
-        request = _Request(events, self._loop.create_future())
+        request = _Request(events, self._loop.create_future(), time.perf_counter())
         self._queue.append(request)
         self._pending_events += len(events)
         self._work.set()
@@ -139,7 +145,9 @@ class GroupCommitter:
                 if self._drain_skipped:
                     self.drains_skipped += 1
                 return
+            started_s = time.perf_counter()
             ids = await store.append(self._pool, events)
+            committed_s = time.perf_counter()
         except asyncio.CancelledError:
             for request in batch:
                 request.done.cancel()
@@ -160,8 +168,11 @@ class GroupCommitter:
                 self.on_transaction_end(ids[0] if ids else None, events)
         self.transactions += 1
         self.events_committed += len(events)
+        self.transaction_s += committed_s - started_s
+        self.requests_committed += len(batch)
         offset = 0
         for request in batch:
+            self.request_s += committed_s - request.queued_s
             count = len(request.events)
             if not request.done.done():
                 request.done.set_result(ids[offset : offset + count])

@@ -81,6 +81,7 @@ class Relay:
         self.events_sent_at_commit = 0
         self.frames_queued = 0
         self.reads = 0
+        self.read_s = 0.0
         self.notifications_skipped = 0
         self.last_error = ""
 
@@ -205,7 +206,9 @@ class Relay:
         """Read and dispatch every event after ``last_id``, batch by batch."""
         self._bell.clear()
         while True:
+            started_s = time.perf_counter()
             rows = await store.fetch_after(self._conn, self._broker.last_id, self._batch)
+            self.read_s += time.perf_counter() - started_s
             self.reads += 1
             if not rows:
                 return

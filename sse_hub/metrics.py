@@ -113,6 +113,24 @@ def _hub_metrics(hub: Hub) -> Iterator[Metric]:
     yield _counter("listener_reconnects", "Reconnections of the relay", relay.reconnects)
     yield _counter("relay_reads", "Queries the relay made for new events", relay.reads)
     yield _counter(
+        "relay_read_seconds", "Time the relay's queries for new events took", relay.read_s
+    )
+    committer = hub.committer
+    yield _counter(
+        "commits", "Sequencer transactions run for this process's publishes", committer.transactions
+    )
+    yield _counter(
+        "commit_seconds",
+        "Time those transactions took, the commit's flush to disk included",
+        committer.transaction_s,
+    )
+    yield _counter("publish_requests", "Publish requests committed", committer.requests_committed)
+    yield _counter(
+        "publish_request_seconds",
+        "Time publish requests took from arrival at the committer to commit (waiting included)",
+        committer.request_s,
+    )
+    yield _counter(
         "relay_notifications_skipped",
         "Notifications for events the relay had already read (no query needed)",
         relay.notifications_skipped,

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from bench import hosts, procs
-from bench.hosts_client import counter_value
 from bench.plan import SCENARIOS_BY_NAME, RunResult
 from bench.report import hosts_markdown
+from bench.scrape import counter_value
 
 METRICS_TEXT = """\
 # HELP sse_hub_relay_reads_total Queries the relay made for new events

@@ -69,6 +69,11 @@ async def test_metrics_count_what_happened(start_hub: HubFactory) -> None:
     assert value(found, "sse_hub_streams_total") == 2
     assert value(found, "sse_hub_events_published_total") == 3
     assert value(found, "sse_hub_events_relayed_total") == 3
+    assert value(found, "sse_hub_events_sent_at_commit_total") == 3  # each followed the last
+    assert value(found, "sse_hub_commits_total") == 3
+    assert value(found, "sse_hub_publish_requests_total") == 3
+    commit_s = value(found, "sse_hub_commit_seconds_total")
+    assert 0 < commit_s <= value(found, "sse_hub_publish_request_seconds_total") < 60
     assert value(found, "sse_hub_events_replayed_total") == 3  # counted while the stream is open
     assert value(found, "sse_hub_events_delivered_total") == 6  # 3 live + 3 replayed
     assert value(found, "sse_hub_bytes_sent_total") >= len(b"retry: 3000\n") * 2 + 6 * 20
