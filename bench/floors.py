@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -41,7 +42,8 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def publish_floor(repeats: int) -> None:
+def publish_floor_runs(repeats: int) -> list[dict[str, Any]]:
+    """``repeats`` runs of the bench's publish client against the aiohttp floor app."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "peers" / "aiohttp_floor.py"), str(port)],
@@ -54,7 +56,7 @@ def publish_floor(repeats: int) -> None:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("the aiohttp floor app did not start")
             time.sleep(0.05)
-        rates, costs = [], []
+        results: list[dict[str, Any]] = []
         for _ in range(repeats):
             spec = {
                 "scenario": "publish",
@@ -74,20 +76,26 @@ def publish_floor(repeats: int) -> None:
                 timeout=120,
                 check=True,
             )
-            result = json.loads(done.stdout.decode().strip().splitlines()[-1])
-            rates.append(result["accepted_per_s"])
-            costs.append(result["server_us_per_event"])
-            print(
-                f"  aiohttp floor: {result['accepted_per_s']:,.0f} POSTs/s, "
-                f"{result['server_us_per_event']:.1f} µs of server CPU each"
-            )
-        print(
-            f"aiohttp floor, median of {repeats}: {statistics.median(rates):,.0f} POSTs/s, "
-            f"{statistics.median(costs):.1f} µs per POST"
-        )
+            results.append(json.loads(done.stdout.decode().strip().splitlines()[-1]))
+        return results
     finally:
         server.terminate()
         server.wait(timeout=15)
+
+
+def publish_floor(repeats: int) -> None:
+    rates, costs = [], []
+    for result in publish_floor_runs(repeats):
+        rates.append(result["accepted_per_s"])
+        costs.append(result["server_us_per_event"])
+        print(
+            f"  aiohttp floor: {result['accepted_per_s']:,.0f} POSTs/s, "
+            f"{result['server_us_per_event']:.1f} µs of server CPU each"
+        )
+    print(
+        f"aiohttp floor, median of {repeats}: {statistics.median(rates):,.0f} POSTs/s, "
+        f"{statistics.median(costs):.1f} µs per POST"
+    )
 
 
 async def _commit_latencies_ms(dsn: str) -> list[float]:

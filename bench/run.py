@@ -43,8 +43,9 @@ from typing import Any
 
 import asyncpg
 
-from bench import hosts, profiles, report, scale
+from bench import floors, hosts, profiles, report, scale
 from bench.plan import SCENARIOS, SCENARIOS_BY_NAME, RunResult, Scenario
+from bench.report import FLOOR_TARGET
 from bench.targets import (
     HubTarget,
     NchanTarget,
@@ -260,6 +261,19 @@ class Bench:
             for name in order:
                 self.results.append(self.measure(scenario, name, repeat, params))
                 time.sleep(PAUSE_BETWEEN_RUNS_S)
+        if scenario.name == "publish" and "hub" in names:
+            self.measure_publish_floor(repeats)
+
+    def measure_publish_floor(self, repeats: int) -> None:
+        """aiohttp's own cost per POST, for the single-event publish target to refer to."""
+        try:
+            floor_runs = floors.publish_floor_runs(repeats)
+        except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
+            say(f"  {FLOOR_TARGET}: FAILED: {exc}")
+            return
+        for repeat, result in enumerate(floor_runs):
+            self.results.append(RunResult("publish", FLOOR_TARGET, repeat, result))
+            say(f"  {FLOOR_TARGET} #{repeat + 1}: {result['server_us_per_event']:.1f} µs per POST")
 
     def measure(
         self, scenario: Scenario, name: str, repeat: int, params: dict[str, Any]
