@@ -37,6 +37,7 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_BATCH_EVENTS = 1000
 DEFAULT_MAX_TOPICS_PER_STREAM = 64
 DEFAULT_MAX_STREAMS = 20_000
+DEFAULT_DB_POOL_SIZE = 10
 DEFAULT_SUBSCRIBER_BUFFER_BYTES = 1024 * 1024
 DEFAULT_WRITE_TIMEOUT_S = 30.0
 DEFAULT_FILE_CHUNK_BYTES = 1024 * 1024
@@ -87,6 +88,7 @@ class Settings:
     max_batch_events: int = DEFAULT_MAX_BATCH_EVENTS
     max_topics_per_stream: int = DEFAULT_MAX_TOPICS_PER_STREAM
     max_streams: int = DEFAULT_MAX_STREAMS
+    db_pool_size: int = DEFAULT_DB_POOL_SIZE
     subscriber_buffer_bytes: int = DEFAULT_SUBSCRIBER_BUFFER_BYTES
     write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
     file_chunk_bytes: int = DEFAULT_FILE_CHUNK_BYTES
@@ -351,6 +353,14 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "max_streams",
         _int_between(1, 10_000_000),
         f"concurrent streams per process before 503 (default {DEFAULT_MAX_STREAMS})",
+    ),
+    Option(
+        "--db-pool-size",
+        "db_pool_size",
+        _int_between(2, 1000),
+        "PostgreSQL connections per process for publishing, replay and health checks, on top"
+        f" of the relay's one (default {DEFAULT_DB_POOL_SIZE})",
+        metavar="N",
     ),
     Option(
         "--subscriber-buffer",

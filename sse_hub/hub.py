@@ -30,7 +30,6 @@ from sse_hub.tasks import stop_task
 log = logging.getLogger(__name__)
 
 POOL_MIN_SIZE = 1
-POOL_MAX_SIZE = 10
 HEALTH_TIMEOUT_S = 2.0
 HEARTBEAT = frames.comment_line("heartbeat")
 
@@ -79,7 +78,7 @@ class Hub:
     @classmethod
     async def start(cls, settings: Settings, dsn: str, *, retention: bool = True) -> Hub:
         pool = await asyncpg.create_pool(
-            dsn, min_size=POOL_MIN_SIZE, max_size=POOL_MAX_SIZE, reset=_end_transaction
+            dsn, min_size=POOL_MIN_SIZE, max_size=settings.db_pool_size, reset=_end_transaction
         )
         broker = InMemoryBroker(heartbeat_s=settings.heartbeat_s)
         committer = GroupCommitter(pool)

@@ -109,6 +109,7 @@ def test_paths_are_not_read_while_loading(tmp_path: Path) -> None:
         ({"trusted_proxies": ["10.0.0.0/99"]}, {}, "--trusted-proxy"),
         ({"max_data_bytes": "0"}, {}, "--max-data"),
         ({"max_batch_events": "many"}, {}, "--max-batch"),
+        ({}, {"SSE_HUB_DB_POOL_SIZE": "1"}, "--db-pool-size"),
     ],
 )
 def test_bad_values_name_the_flag(
