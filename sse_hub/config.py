@@ -352,7 +352,8 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "--max-streams",
         "max_streams",
         _int_between(1, 10_000_000),
-        f"concurrent streams per process before 503 (default {DEFAULT_MAX_STREAMS})",
+        f"concurrent streams per process before 503 (default {DEFAULT_MAX_STREAMS}; lowered at"
+        " start to what the open files limit holds)",
     ),
     Option(
         "--db-pool-size",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 import logging
 import os
 import resource
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 # each overflow costs its client a SYN retry, a second or more. The kernel caps
 # it at net.core.somaxconn (4096 on current Linux).
 LISTEN_BACKLOG = 4096
+# Open files a process needs besides its streams: the listening socket, the
+# database connections (counted apart), files being downloaded, logs.
+OPEN_FILES_RESERVE = 64
 RESTART_BACKOFF_S = 1.0
 MAX_RESTARTS_PER_WORKER = 5
 _PR_SET_PDEATHSIG = 1
@@ -43,6 +47,7 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     _raise_open_files_limit()
     if settings.workers > 1:
         return _supervise(settings)
+    settings = _streams_the_open_files_limit_holds(settings)
     app = create_app(settings)
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
     if settings.no_access_log:
@@ -77,6 +82,29 @@ def _raise_open_files_limit() -> None:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         log.info("open files limit raised from %d to %d", soft, hard)
+
+
+def _streams_the_open_files_limit_holds(settings: Settings) -> Settings:
+    """``--max-streams``, lowered to what the open files limit holds.
+
+    A process past its limit cannot accept: clients would wait for nothing
+    instead of getting ``503`` with ``Retry-After`` as a full hub answers.
+    """
+    limit, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if limit == resource.RLIM_INFINITY:
+        return settings
+    room = max(1, limit - settings.db_pool_size - 1 - OPEN_FILES_RESERVE)
+    if settings.max_streams <= room:
+        return settings
+    log.warning(
+        "the open files limit (%d) holds about %d streams: --max-streams %d lowered to %d;"
+        " raise the limit (ulimit -Hn, systemd's LimitNOFILE=) for more",
+        limit,
+        room,
+        settings.max_streams,
+        room,
+    )
+    return dataclasses.replace(settings, max_streams=room)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

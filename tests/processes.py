@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -19,16 +20,28 @@ START_TIMEOUT_S = 60.0
 
 class HubProcess:
     def __init__(
-        self, args: list[str], *, env: dict[str, str] | None = None, port: int | None = None
+        self,
+        args: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        open_files: int | None = None,
     ) -> None:
+        """``open_files``: the process's open files limit (soft and hard), as ``ulimit -n``."""
         self.port = port or free_port()
         self.log_path = Path(f"/tmp/sse-hub-test-{os.getpid()}-{self.port}.log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+
+        def limit_open_files() -> None:
+            if open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sse_hub", "serve", "--port", str(self.port), *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
+            preexec_fn=limit_open_files,
         )
 
     @property

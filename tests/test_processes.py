@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from sse_hub.frames import FrameParser
+from sse_hub.server import OPEN_FILES_RESERVE
 from sse_hub.stream import SHUTDOWN_RETRY_SPREAD_MS
 from tests import raw_http
 from tests.processes import HubProcess
@@ -214,3 +215,26 @@ def _last_retry(body: bytes) -> int | None:
     parser = FrameParser()
     parser.feed(body)
     return parser.retry
+
+
+async def test_a_low_open_files_limit_lowers_max_streams_so_the_rest_get_503(dsn: str) -> None:
+    """Past its open files limit a process cannot accept: clients would wait for nothing."""
+    open_files, pool = 256, 10
+    room = open_files - pool - 1 - OPEN_FILES_RESERVE  # the pool, the relay, the rest
+    hub = HubProcess(["--dsn", dsn, "--db-pool-size", str(pool)], open_files=open_files)
+    streams: list[SSEStream] = []
+    try:
+        await hub.wait_healthy()
+        assert f"--max-streams 20000 lowered to {room}" in hub.output()
+        streams = list(
+            await asyncio.gather(
+                *(open_stream(hub.port, "/events?topic=fd") for _ in range(room + 20))
+            )
+        )
+        statuses = [stream.status for stream in streams]
+        assert statuses.count(200) == room, statuses
+        assert statuses.count(503) == 20
+    finally:
+        for stream in streams:
+            stream.close()
+        hub.stop()
