@@ -9,7 +9,8 @@ subscribers on other topics cost nothing per event.
 offered to every subscriber that was live at the time, and an event at or below
 it is never dispatched again (a relay read may overlap what went out at
 commit). A subscriber reading history from the store joins live delivery once
-it has covered ``last_id``.
+it has covered ``last_id``. The newest dispatched events are also kept in
+``recent``, so that a resume of recent history needs no query.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from typing import Protocol
 from sse_hub.config import DEFAULT_HEARTBEAT_S
 from sse_hub.frames import Encoded
 from sse_hub.heartbeats import HeartbeatWheel
+from sse_hub.recent import RecentEvents
 from sse_hub.subscriber import State, Subscriber
 
 
 class Broker(Protocol):
     last_id: int
+    recent: RecentEvents  # what was dispatched lately, for resumes (``recent.py``)
 
     def subscribe(self, subscriber: Subscriber) -> None: ...
 
@@ -114,8 +117,10 @@ class InMemoryBroker:
         *,
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
         clock: Callable[[], float] = time.monotonic,
+        recent: RecentEvents | None = None,
     ) -> None:
         self.last_id = last_id
+        self.recent = RecentEvents() if recent is None else recent
         self._clock = clock
         self._index = TopicIndex()
         self._all: set[Subscriber] = set()
@@ -163,6 +168,7 @@ class InMemoryBroker:
         """
         queued = 0
         touched: set[Subscriber] = set()
+        recent = self.recent
         for event in events:
             if event.id <= self.last_id:
                 continue
@@ -172,6 +178,7 @@ class InMemoryBroker:
                         queued += 1
                         touched.add(subscriber)
             self.last_id = event.id
+            recent.record(event)
         if touched:
             now_s = self._clock()
             for subscriber in touched:

@@ -7,6 +7,11 @@ overflows falls behind again and catches up the same way. Each page is one
 query in one snapshot, so memory stays bounded however long the replay, and the
 reset check sees exactly the rows it reads.
 
+A page whose whole range the broker still holds in memory (``recent.py``)
+is served from there, without a query: a reconnect storm after a blip then
+costs the database nothing. It is still just a page, and the switch to live
+delivery after it is the same.
+
 A page that cannot be read (the database is unreachable) ends the feed with
 ``FeedClosed("database")``: the client resumes from its last id, which a
 stream without its history could not serve anyway.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import NamedTuple
 
 import asyncpg
 
@@ -40,6 +46,16 @@ _DATABASE_ERRORS = (
 )
 
 
+class FeedCounts(NamedTuple):
+    """What a feed did since it was last asked (see ``Feed.take_counts``)."""
+
+    replayed: int  # events sent from history, wherever they came from
+    catch_ups: int  # times the subscriber fell behind and caught up
+    replayed_from_memory: int  # of ``replayed``, the events served from ``recent``
+    pages_from_memory: int  # pages served from ``recent``, with no query
+    page_queries: int  # pages read from the database
+
+
 class FeedClosed(Exception):
     """The subscriber was closed (hub shutting down, or disconnected by policy)."""
 
@@ -51,12 +67,16 @@ class FeedClosed(Exception):
 class Feed:
     __slots__ = (
         "_broker",
+        "_database_first",
         "_go_live_after_write",
         "_heads",
         "_overflows_counted",
         "_report_truncation",
         "_resume",
+        "page_queries",
+        "pages_from_memory",
         "replayed",
+        "replayed_from_memory",
         "subscriber",
     )
 
@@ -74,6 +94,8 @@ class Feed:
         # Clients that asked for "earliest" already expect history to start
         # wherever it starts: no reset notice for them on the first page.
         self._report_truncation = resume is not None and not resume.from_earliest
+        # "earliest" is every retained event: only the database knows where that starts.
+        self._database_first = resume is not None and resume.from_earliest
         self._resume = resume
         self.subscriber = Subscriber(
             patterns,
@@ -83,6 +105,9 @@ class Feed:
         )
         self.subscriber.last_write_s = time.monotonic()
         self.replayed = 0
+        self.replayed_from_memory = 0
+        self.pages_from_memory = 0
+        self.page_queries = 0
         self._overflows_counted = 0
         self._go_live_after_write: int | None = None
 
@@ -108,12 +133,20 @@ class Feed:
         self._broker.unsubscribe(self.subscriber)  # a no-op if never subscribed, or again
         self.subscriber.close(reason)
 
-    def take_counts(self) -> tuple[int, int]:
-        """Events replayed, and catch-ups begun, since the last call (for the hub's counters)."""
-        replayed, self.replayed = self.replayed, 0
+    def take_counts(self) -> FeedCounts:
+        """What happened since the last call (for the hub's counters)."""
         overflows = self.subscriber.overflows
-        catch_ups, self._overflows_counted = overflows - self._overflows_counted, overflows
-        return replayed, catch_ups
+        counts = FeedCounts(
+            replayed=self.replayed,
+            catch_ups=overflows - self._overflows_counted,
+            replayed_from_memory=self.replayed_from_memory,
+            pages_from_memory=self.pages_from_memory,
+            page_queries=self.page_queries,
+        )
+        self._overflows_counted = overflows
+        self.replayed = self.replayed_from_memory = 0
+        self.pages_from_memory = self.page_queries = 0
+        return counts
 
     def ready(self, sink: Sink) -> None:
         """The client can take bytes: live frames and heartbeats now go straight to ``sink``."""
@@ -155,9 +188,15 @@ class Feed:
                 self._go_live_after_write = None
 
     async def _read_page(self) -> bytes:
+        if not self._database_first:
+            from_memory = self._page_from_memory()
+            if from_memory is not None:
+                return from_memory
+        self._database_first = False
         subscriber = self.subscriber
         after = subscriber.position
         upto = self._broker.last_id
+        self.page_queries += 1
         try:
             async with asyncio.timeout(PAGE_TIMEOUT_S):
                 page = await store.fetch_page(
@@ -194,3 +233,24 @@ class Feed:
             # once this page is written (see ``next_page``).
             self._go_live_after_write = max(subscriber.position, upto)
         return b"".join(parts)
+
+    def _page_from_memory(self) -> bytes | None:
+        """The rest of the history up to the broker's ``last_id``, if memory holds all of it."""
+        subscriber = self.subscriber
+        upto = self._broker.last_id
+        page = self._broker.recent.page(
+            subscriber.patterns,
+            after=subscriber.position,
+            upto=upto,
+            max_bytes=subscriber.buffer_limit_bytes,  # more: pages from the database
+        )
+        if page is None:
+            return None
+        # Nothing after the position was removed (``recent.py``): no reset is owed.
+        self._report_truncation = True
+        subscriber.position = upto
+        self.replayed += page.events
+        self.replayed_from_memory += page.events
+        self.pages_from_memory += 1
+        self._go_live_after_write = upto
+        return page.frames

@@ -38,6 +38,10 @@ class Encoded(NamedTuple):
     id: int
     topic: str
     frame: bytes
+    # When the event was created, in seconds since the epoch (the database's
+    # created_at, or the commit time for events sent at commit). It decides
+    # whether a resume may be served from memory; 0.0 (unknown) never is.
+    created_s: float = 0.0
 
 
 def retry_line(retry_ms: int) -> bytes:

@@ -23,6 +23,7 @@ from sse_hub.events import NewEvent, TopicPattern, new_event
 from sse_hub.feed import Feed
 from sse_hub.heads import HeadReader
 from sse_hub.listener import Relay
+from sse_hub.recent import RecentEvents, max_age_for
 from sse_hub.replay import Resume
 from sse_hub.retention import Retention
 from sse_hub.tasks import stop_task
@@ -55,6 +56,9 @@ class Counters:
     streams_refused: int = 0
     events_published: int = 0
     frames_replayed: int = 0
+    replayed_from_memory: int = 0
+    replay_pages_from_memory: int = 0
+    replay_page_queries: int = 0
     slow_disconnects: int = 0
     catch_ups: int = 0
     bytes_sent: int = 0
@@ -80,7 +84,10 @@ class Hub:
         pool = await asyncpg.create_pool(
             dsn, min_size=POOL_MIN_SIZE, max_size=settings.db_pool_size, reset=_end_transaction
         )
-        broker = InMemoryBroker(heartbeat_s=settings.heartbeat_s)
+        broker = InMemoryBroker(
+            heartbeat_s=settings.heartbeat_s,
+            recent=RecentEvents(max_age_s=max_age_for(settings.retention_s)),
+        )
         committer = GroupCommitter(pool)
         relay = Relay(dsn, broker, committer)
         try:

@@ -120,8 +120,14 @@ class Relay:
             self.notifications_skipped += 1
 
     def _send_at_commit(self, first_id: int, events: Sequence[NewEvent]) -> None:
+        committed_s = time.time()
         encoded = [
-            Encoded(event_id, event.topic, frames.event_frame(event_id, event.event, event.data))
+            Encoded(
+                event_id,
+                event.topic,
+                frames.event_frame(event_id, event.event, event.data),
+                committed_s,
+            )
             for event_id, event in enumerate(events, first_id)
         ]
         self.frames_queued += self._broker.dispatch(encoded)
@@ -214,7 +220,12 @@ class Relay:
                 return
             dispatched_through = self._broker.last_id  # may have moved on at commit meanwhile
             encoded = [
-                Encoded(row.id, row.topic, frames.event_frame(row.id, row.event, row.data))
+                Encoded(
+                    row.id,
+                    row.topic,
+                    frames.event_frame(row.id, row.event, row.data),
+                    row.created_at.timestamp(),
+                )
                 for row in rows
                 if row.id > dispatched_through
             ]

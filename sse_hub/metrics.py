@@ -88,6 +88,21 @@ def _hub_metrics(hub: Hub) -> Iterator[Metric]:
         "events_replayed", "Events sent from history (resumes, catch-ups)", counters.frames_replayed
     )
     yield _counter(
+        "events_replayed_from_memory",
+        "Of those, events served from the hub's memory of recent events, with no query",
+        counters.replayed_from_memory,
+    )
+    yield _counter(
+        "replay_pages_from_memory",
+        "Pages of history served from memory of recent events, with no query",
+        counters.replay_pages_from_memory,
+    )
+    yield _counter(
+        "replay_page_queries",
+        "Pages of history read from the database",
+        counters.replay_page_queries,
+    )
+    yield _counter(
         "bytes_sent",
         "Bytes written to streams (HTTP chunk framing included, headers not)",
         counters.bytes_sent + hub.broker.bytes_sent(),

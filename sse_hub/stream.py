@@ -168,6 +168,9 @@ async def _say_goodbye(sink: ResponseSink, retry_ms: int) -> None:
 
 def _count_feed(counters: Counters, feed: Feed) -> None:
     """Add what the feed replayed, and its catch-ups, to the hub's counters (plain ints)."""
-    replayed, catch_ups = feed.take_counts()
-    counters.frames_replayed += replayed
-    counters.catch_ups += catch_ups
+    counts = feed.take_counts()
+    counters.frames_replayed += counts.replayed
+    counters.catch_ups += counts.catch_ups
+    counters.replayed_from_memory += counts.replayed_from_memory
+    counters.replay_pages_from_memory += counts.pages_from_memory
+    counters.replay_page_queries += counts.page_queries

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
             "reconnect",
             "probe_plan",
             "probe_report",
+            "recent",
         },
         set(),
     ),

@@ -208,7 +208,11 @@ async def test_missing_or_bad_topic(hub: TestServer) -> None:
             assert response.status == 422
 
 
-async def test_reset_after_pruning(hub: TestServer, db: asyncpg.Connection) -> None:
+async def test_reset_after_pruning(start_hub: HubFactory, db: asyncpg.Connection) -> None:
+    # Deleting rows seconds old stands in for retention. Real retention never
+    # removes events that young, so the hub would serve them from memory: a
+    # retention this short keeps every resume on the database.
+    hub = await start_hub(retention_s=60.0)
     ids = [await publish(hub, "p", str(i)) for i in range(6)]
     await db.execute("DELETE FROM sse_hub.events WHERE id <= $1", ids[2])
     stream = await open_stream(hub.port, "/events?topic=p", headers={"Last-Event-ID": str(ids[0])})
@@ -284,8 +288,10 @@ async def test_a_burst_never_opens_more_than_max_streams(start_hub: HubFactory) 
 
 
 async def test_history_needed_while_the_database_is_away_ends_the_stream_cleanly(
-    hub: TestServer, dsn: str, pg_admin_dsn: str, caplog: pytest.LogCaptureFixture
+    start_hub: HubFactory, dsn: str, pg_admin_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # A retention this short keeps the hub from serving the history from memory.
+    hub = await start_hub(retention_s=60.0)
     await publish(hub, "t", "missed")
     name = urlsplit(dsn).path.lstrip("/")
     admin = await asyncpg.connect(pg_admin_dsn)
