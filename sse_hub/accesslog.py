@@ -10,10 +10,9 @@ peer, with ``forwarded_for`` when a proxy said more. ``closed`` (streams only)
 says who ended it: ``client``, ``shutdown``, ``slow`` (write timeout) or
 ``gone`` (found closed by the fan-out).
 
-aiohttp logs a request when its handler returns. A stream's handler returns
-when the stream ends, except when the client goes away: then the handler is
-cancelled and aiohttp logs nothing. So streams log themselves (``log_stream``,
-with how they ended) and the access logger skips them. Tokens in the query
+aiohttp logs a request when its handler returns, but a stream outlives its
+handler (``live.py``). So streams log themselves when they close
+(``log_stream``, with how they ended) and the access logger skips them. Tokens in the query
 string never reach the log; headers and cookies are never logged at all.
 """
 
@@ -56,37 +55,40 @@ def _quoted(text: str) -> str:
     return '"' + "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in escaped) + '"'
 
 
+def request_parts(request: web.BaseRequest) -> tuple[str, str]:
+    """What an access line says of the request: the fields before and after the outcome."""
+    method = request.method
+    before = (
+        f"method={method if method.isalpha() else _quoted(method)}"
+        f" path={_quoted(redact(request.raw_path)[:MAX_PATH_CHARS])}"
+    )
+    after = f"remote={request.remote or '-'}"
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded:
+        after += f" forwarded_for={_quoted(forwarded[:MAX_PATH_CHARS])}"
+    return before, after
+
+
 def format_line(
-    request: web.BaseRequest,
+    parts: tuple[str, str],
     *,
     status: int,
     size: int,
     duration_s: float,
     closed: str | None = None,
 ) -> str:
-    method = request.method
-    parts = [
-        f"method={method if method.isalpha() else _quoted(method)}",
-        f"path={_quoted(redact(request.raw_path)[:MAX_PATH_CHARS])}",
-        f"status={status}",
-        f"bytes={size}",
-        f"duration_ms={duration_s * 1000:.1f}",
-        f"remote={request.remote or '-'}",
-    ]
-    forwarded = request.headers.get("X-Forwarded-For")
-    if forwarded:
-        parts.append(f"forwarded_for={_quoted(forwarded[:MAX_PATH_CHARS])}")
-    if closed:
-        parts.append(f"closed={closed}")
-    return " ".join(parts)
+    before, after = parts
+    line = f"{before} status={status} bytes={size} duration_ms={duration_s * 1000:.1f} {after}"
+    return f"{line} closed={closed}" if closed else line
 
 
-def log_stream(request: web.BaseRequest, *, size: int, duration_s: float, closed: str) -> None:
-    """The access line of a stream, written when it closes (whatever closed it)."""
-    if access_log.isEnabledFor(logging.INFO):
-        access_log.info(
-            format_line(request, status=200, size=size, duration_s=duration_s, closed=closed)
-        )
+def log_stream(parts: tuple[str, str], *, size: int, duration_s: float, closed: str) -> None:
+    """The access line of a stream, written when it closes (whatever closed it).
+
+    ``parts`` are ``request_parts`` of its request, taken when it started: a
+    running stream keeps no request.
+    """
+    access_log.info(format_line(parts, status=200, size=size, duration_s=duration_s, closed=closed))
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -99,7 +101,7 @@ class AccessLogger(AbstractAccessLogger):
             return  # logged by the stream itself when it closed
         self.logger.info(
             format_line(
-                request,
+                request_parts(request),
                 status=response.status,
                 size=response.body_length,
                 duration_s=time,

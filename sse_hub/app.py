@@ -15,7 +15,8 @@ from sse_hub.database import Database, open_database
 from sse_hub.downloads import check_files_dir, serve_file
 from sse_hub.fallbacks import add_fallbacks
 from sse_hub.hub import Hub
-from sse_hub.keys import HUB
+from sse_hub.keys import HUB, LIVE_STREAMS
+from sse_hub.live import LiveStreams
 from sse_hub.metrics import add_metrics
 from sse_hub.migrate import migrate_dsn
 from sse_hub.ops import healthz
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> web.Application:
     if verifier is not None:
         app[VERIFIER] = verifier
     app[THROTTLE] = Throttle(settings)
+    app[LIVE_STREAMS] = LiveStreams()
     add_cors(app, settings.cors_origins)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -83,6 +85,7 @@ def create_app(settings: Settings) -> web.Application:
     async def end_streams(app: web.Application) -> None:
         if HUB in app:
             app[HUB].broker.close("shutdown")
+        await app[LIVE_STREAMS].close()
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(end_streams)

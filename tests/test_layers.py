@@ -66,6 +66,7 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
             "throttle",
             "accesslog",
             "sink",
+            "live",
             "client",
             "probe",
         },

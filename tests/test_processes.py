@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 
 from sse_hub.frames import FrameParser
+from sse_hub.live import SHUTDOWN_RETRY_SPREAD_MS
 from sse_hub.server import OPEN_FILES_RESERVE
-from sse_hub.stream import SHUTDOWN_RETRY_SPREAD_MS
 from tests import raw_http
 from tests.processes import HubProcess
 from tests.sse_client import SSEStream, open_stream
