@@ -89,8 +89,22 @@ class Relay:
         """Connect once (so a wrong DSN fails start-up), then relay in the background."""
         await self._connect()
         self._broker.last_id = await store.head(self._conn)
+        await self._remember_recent()
         self._committer.on_transaction_end = self.transaction_ended
         self._task = asyncio.create_task(self._run(), name="sse-hub-relay")
+
+    async def _remember_recent(self) -> None:
+        """Fill the broker's memory with the newest events, as if it had dispatched them.
+
+        The clients of a hub that restarts come back at once, each resuming from
+        its last id: from memory, their history costs no query each.
+        """
+        recent = self._broker.recent
+        rows = await store.fetch_newest(
+            self._conn, self._broker.last_id, recent.max_events, recent.max_bytes
+        )
+        for row in rows:
+            recent.record(_encoded(row))
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -219,16 +233,7 @@ class Relay:
             if not rows:
                 return
             dispatched_through = self._broker.last_id  # may have moved on at commit meanwhile
-            encoded = [
-                Encoded(
-                    row.id,
-                    row.topic,
-                    frames.event_frame(row.id, row.event, row.data),
-                    row.created_at.timestamp(),
-                )
-                for row in rows
-                if row.id > dispatched_through
-            ]
+            encoded = [_encoded(row) for row in rows if row.id > dispatched_through]
             self.frames_queued += self._broker.dispatch(encoded)
             self.events_relayed += len(encoded)
             self.lag_s = max(0.0, time.time() - rows[-1].created_at.timestamp())
@@ -237,6 +242,11 @@ class Relay:
 
 
 _ANY_ID = sys.maxsize  # a notification that names no id: read whatever is new
+
+
+def _encoded(row: store.RelayRow) -> Encoded:
+    frame = frames.event_frame(row.id, row.event, row.data)
+    return Encoded(row.id, row.topic, frame, row.created_at.timestamp())
 
 
 def _notified_id(payload: str) -> int:

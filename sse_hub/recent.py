@@ -96,6 +96,14 @@ class RecentEvents:
     def size_bytes(self) -> int:
         return self._bytes
 
+    @property
+    def max_events(self) -> int:
+        return len(self._slots)
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
     def clear(self) -> None:
         self._slots = [None] * len(self._slots)
         self._head = self._count = self._bytes = 0

@@ -153,6 +153,22 @@ async def fetch_after(db: Database, after: int, limit: int) -> list[RelayRow]:
     return [RelayRow(r["id"], r["topic"], r["event"], r["data"], r["created_at"]) for r in rows]
 
 
+_NEWEST = """
+SELECT id, topic, event, data, created_at FROM (
+    SELECT *, sum(octet_length(data)) OVER (ORDER BY id DESC ROWS UNBOUNDED PRECEDING) AS running
+    FROM (SELECT * FROM sse_hub.events WHERE id <= $1 ORDER BY id DESC LIMIT $2) AS newest
+) AS counted
+WHERE running <= $3
+ORDER BY id
+"""
+
+
+async def fetch_newest(db: Database, upto: int, limit: int, max_bytes: int) -> list[RelayRow]:
+    """The newest events with ``id <= upto``, in id order; ``limit`` and ``max_bytes`` of data."""
+    rows = await db.fetch(_NEWEST, upto, limit, max_bytes)
+    return [RelayRow(r["id"], r["topic"], r["event"], r["data"], r["created_at"]) for r in rows]
+
+
 _COLUMNS = "id, topic, event, data"
 
 
