@@ -198,7 +198,7 @@ class LiveStream(asyncio.Protocol):
         """Write pages until the feed is live again (or the stream ends)."""
         feed = self._feed
         try:
-            while feed.idle() is None:
+            while (idle := feed.idle()) is None:
                 page = await feed.next_page()
                 self._count_feed()
                 if page:
@@ -218,7 +218,7 @@ class LiveStream(asyncio.Protocol):
             self._task = None
             return  # the client went away mid-write: connection_lost follows
         self._task = None
-        self._follow()
+        idle.add_done_callback(self._changed)  # live again: no task until the next change
 
     def _end(self, reason: str) -> None:
         """The hub ends the stream: say goodbye on shutdown, then the body's end."""
