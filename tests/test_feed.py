@@ -29,15 +29,26 @@ NO_HEARTBEATS_S = 3600.0
 
 StartHub = Callable[..., Awaitable[Hub]]
 
+# With so short a retention a hub serves no history from memory (recent.py): the
+# tests of the database's pages use it so that every page is read from the database.
+NO_MEMORY_RETENTION_S = 60.0
+
 
 @pytest.fixture
 async def start_hub_core(dsn: str) -> AsyncIterator[StartHub]:
     """Real hubs (pool, committer, relay) on the test database, without HTTP; closed at the end."""
     hubs: list[Hub] = []
 
-    async def start(*, subscriber_buffer_bytes: int = DEFAULT_SUBSCRIBER_BUFFER_BYTES) -> Hub:
+    async def start(
+        *,
+        subscriber_buffer_bytes: int = DEFAULT_SUBSCRIBER_BUFFER_BYTES,
+        retention_s: float = Settings.retention_s,
+    ) -> Hub:
         settings = Settings(
-            dsn=dsn, heartbeat_s=NO_HEARTBEATS_S, subscriber_buffer_bytes=subscriber_buffer_bytes
+            dsn=dsn,
+            heartbeat_s=NO_HEARTBEATS_S,
+            subscriber_buffer_bytes=subscriber_buffer_bytes,
+            retention_s=retention_s,
         )
         hub = await Hub.start(settings, dsn, retention=False)
         hubs.append(hub)
@@ -115,7 +126,7 @@ async def test_a_replay_reads_pages_of_at_most_the_page_limit_of_events(
     history = 2 * DEFAULT_PAGE_EVENTS + 500
     await store.append(db, [NewEvent("t", str(n)) for n in range(history)])
     await store.append(db, [NewEvent("other", "x")])
-    hub = await start_hub_core()
+    hub = await start_hub_core(retention_s=NO_MEMORY_RETENTION_S)
     feed = await _open(hub, "t", Resume(after=0))
     pages = await _pages_until_live(feed)
     assert [len(_ids(page)) for page in pages] == [DEFAULT_PAGE_EVENTS, DEFAULT_PAGE_EVENTS, 500]
@@ -227,7 +238,7 @@ async def test_a_feed_whose_history_cannot_be_read_ends_with_database_gone(
 ) -> None:
     """Fails when a failed read escapes as a database error, or the feed stays open."""
     await store.append(db, [NewEvent("t", str(n)) for n in range(5)])
-    hub = await start_hub_core()
+    hub = await start_hub_core(retention_s=NO_MEMORY_RETENTION_S)
     feed = await _open(hub, "t", Resume(after=0))
     name = await db.fetchval("SELECT current_database()")
     admin = await asyncpg.connect(pg_admin_dsn)
