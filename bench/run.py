@@ -66,7 +66,7 @@ FILE_BLOCK = 1 << 20
 # latency show where a POST's time goes).
 PROFILED = ("fanout", "idle", "publish", "latency")
 TRACED_STREAMS = 3000
-RESULTS_PAGE = ROOT / "docs" / "benchmarks" / "latest.md"
+RESULTS_PAGE = ROOT / report.RESULTS_PAGE
 ALL_TARGETS = ("hub", "nchan", "starlette")
 
 
@@ -591,13 +591,8 @@ def main(argv: list[str] | None = None) -> int:
                 bench.db.remove()
             )  # stops the server and deletes its temporary data directory
         shutil.rmtree(work, ignore_errors=True)
-    summary = report.summarise(bench.results)
+    summary, table, goals_md = report.tables(bench.results, repeats=args.repeat)
     goal_rows = report.goals(summary)
-    table = report.markdown(summary, repeats=args.repeat)
-    hosts_table = report.hosts_markdown(bench.results)
-    if hosts_table:
-        table += f"\n\n{hosts_table}"
-    goals_md = report.goals_markdown(goal_rows)
     elapsed = time.monotonic() - started
     meta = {
         "command": command,
