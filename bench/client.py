@@ -537,7 +537,7 @@ async def broadcast(job: Job) -> dict[str, Any]:
         fixed_rate: dict[str, Any] = {}
         if p.get("latency_rate"):
             await _drained(totals, published * per_event, p["drain_timeout_s"])
-            fixed_rate = await _fixed_rate_latency(p, publishers, totals, topics, batch)
+            fixed_rate = await _fixed_rate_latency(job, publishers, totals, topics, batch)
     finally:
         for task in tasks:
             task.cancel()
@@ -578,14 +578,20 @@ async def _drained(totals: Totals, expected: int, timeout_s: float) -> None:
 
 
 async def _fixed_rate_latency(
-    p: dict[str, Any],
+    job: Job,
     publishers: list[Publisher],
     totals: Totals,
     topics: list[str],
     batch: int,
 ) -> dict[str, Any]:
-    """Latency at ``latency_rate`` events/s, ``batch`` per request, round-robin over ``topics``."""
+    """Latency at ``latency_rate`` events/s, ``batch`` per request, round-robin over ``topics``.
+
+    For the hub, its own counters around the window say where the time went.
+    """
+    p = job.params
     rate: float = p["latency_rate"]
+    scraped = job.dialect.name == "hub"
+    breakdown: dict[str, float] = {}
 
     def make_events(request: int) -> list[tuple[str, str]]:
         sent_ns = time.time_ns()
@@ -598,15 +604,22 @@ async def _fixed_rate_latency(
     sender = OpenLoop(publishers, rate / batch, make_events)
     try:
         await sender.run_until(time.monotonic() + p["latency_warmup_s"])
+        counters0 = await hub_counters(job.host, job.port, BREAKDOWN_COUNTERS) if scraped else {}
         totals.latencies_ns.clear()
+        sender.answers_ns.clear()
         late0 = sender.late
         await sender.run_until(time.monotonic() + p["latency_s"])
         latencies = list(totals.latencies_ns)
+        if scraped:
+            counters1 = await hub_counters(job.host, job.port, BREAKDOWN_COUNTERS)
+            breakdown = hub_breakdown(counters0, counters1)
     finally:
         await sender.close()
     return {
         "latency_rate": rate,
         "latency_late_sends": sender.late - late0,
+        "answer_p50_ms": percentile(sorted(sender.answers_ns), 0.50) / 1e6,
+        **breakdown,
         **_latency_summary(latencies),
     }
 
