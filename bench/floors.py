@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -28,12 +27,14 @@ from typing import Any
 
 import asyncpg
 
+from bench.jobs import run_client_job
 from bench.targets import READY_TIMEOUT_S, die_with_parent, healthy
 from sse_hub.embedded_pg import EmbeddedPostgres, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISH_PARAMS = {"publishers": 50, "batch": 1, "warmup_s": 1.0, "measure_s": 8.0}
 COMMITS_PER_S = 1000
+CLIENT_TIMEOUT_S = 120.0
 COMMIT_SECONDS = 10.0
 
 
@@ -67,16 +68,7 @@ def publish_floor_runs(repeats: int) -> list[dict[str, Any]]:
                 "db_pid": None,
                 "params": {**PUBLISH_PARAMS, "topic_prefix": "floor", "timeout_s": 60},
             }
-            env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            done = subprocess.run(
-                [sys.executable, "-m", "bench.client"],
-                input=json.dumps(spec).encode(),
-                stdout=subprocess.PIPE,
-                env=env,
-                timeout=120,
-                check=True,
-            )
-            results.append(json.loads(done.stdout.decode().strip().splitlines()[-1]))
+            results.append(run_client_job(spec, CLIENT_TIMEOUT_S))
         return results
     finally:
         server.terminate()

@@ -20,18 +20,15 @@ with their square has a cost per added hub that grows with the count.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.jobs import run_client_job
 from bench.targets import HubTarget, Server
 
-ROOT = Path(__file__).resolve().parent.parent
 CLIENT_MARGIN_S = 60.0  # beyond a round's own phases, before its client counts as stuck
 
 # Figures of each hub count, in the report's per-count table (``plan.HOSTS_ROWS``).
@@ -135,19 +132,7 @@ def _run_client(
             "timeout_s": timeout_s,
         },
     }
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.client"],
-        input=json.dumps(job).encode(),
-        stdout=subprocess.PIPE,
-        env=env,
-        timeout=timeout_s + CLIENT_MARGIN_S,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"client exited with {completed.returncode}")
-    raw: dict[str, Any] = json.loads(completed.stdout.decode().strip().splitlines()[-1])
-    return raw
+    return run_client_job(job, timeout_s + CLIENT_MARGIN_S)
 
 
 def _line(figures: dict[str, Any]) -> str:

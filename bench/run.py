@@ -44,6 +44,7 @@ from typing import Any
 import asyncpg
 
 from bench import floors, hosts, profiles, report, scale
+from bench.jobs import run_client_job
 from bench.plan import SCENARIOS, SCENARIOS_BY_NAME, RunResult, Scenario
 from bench.report import FLOOR_TARGET
 from bench.targets import (
@@ -118,19 +119,7 @@ def run_client(
         "db_pid": db_pid if target.dialect == "hub" else None,
         "params": {**params, "timeout_s": scenario.timeout_s},
     }
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.client"],
-        input=json.dumps(spec).encode(),
-        stdout=subprocess.PIPE,
-        env=env,
-        timeout=scenario.timeout_s + CLIENT_MARGIN_S,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"client exited with {completed.returncode}")
-    result: dict[str, Any] = json.loads(completed.stdout.decode().strip().splitlines()[-1])
-    return result
+    return run_client_job(spec, scenario.timeout_s + CLIENT_MARGIN_S)
 
 
 def _one_line(result: dict[str, Any], scenario: Scenario) -> str:
