@@ -59,6 +59,19 @@ async def _ids(stream: SSEStream, count: int) -> list[int]:
     return [int(frame.id or 0) for frame in await stream.events(count)]
 
 
+async def _resume_then_live(
+    server: TestServer, topic: str, after: int, expected: list[int]
+) -> None:
+    """Resume after ``after``: exactly ``expected``, then one live event, once."""
+    stream = await _resume(server, topic, after)
+    try:
+        assert await _ids(stream, len(expected)) == expected
+        live = await _publish_once(server, topic)
+        assert await _ids(stream, 1) == [live]
+    finally:
+        stream.close()
+
+
 async def test_a_recent_resume_is_served_from_memory_exactly_once(hub: TestServer) -> None:
     """Fails when recent history is read from the database, or comes out wrong."""
     async with aiohttp.ClientSession() as session:
@@ -89,13 +102,7 @@ async def test_a_started_hub_remembers_the_newest_events(
     hub = await start_hub()
     assert app_of(hub)[HUB].broker.recent.first_id == older[0]
     expected = [i for n, i in enumerate(older) if n % 2 and i > older[1]]
-    stream = await _resume(hub, "a", older[1])
-    try:
-        assert await _ids(stream, len(expected)) == expected
-        live = await _publish_once(hub, "a")
-        assert await _ids(stream, 1) == [live]
-    finally:
-        stream.close()
+    await _resume_then_live(hub, "a", older[1], expected)
     counters = _counters(hub)
     assert counters.replay_page_queries == 0
     assert counters.replayed_from_memory == len(expected)
@@ -117,13 +124,7 @@ async def test_a_resume_older_than_memory_reads_the_database(
     assert app_of(hub)[HUB].broker.recent.first_id == older[-1] + 3 - RECENT_MAX_EVENTS + 1
     after = older[1]
     expected = [i for n, i in enumerate(older) if n % 2 and i > after] + newer
-    stream = await _resume(hub, "a", after)
-    try:
-        assert await _ids(stream, len(expected)) == expected
-        live = await _publish_once(hub, "a")
-        assert await _ids(stream, 1) == [live]
-    finally:
-        stream.close()
+    await _resume_then_live(hub, "a", after, expected)
     counters = _counters(hub)
     assert counters.replay_page_queries >= 1
     # The database's pages reach the remembered events; the rest may come from memory.
