@@ -302,14 +302,17 @@ def results_page(meta: dict[str, Any], table: str, goals_md: str) -> str:
     )
 
 
-def tables(results: list[RunResult], *, repeats: int) -> tuple[dict[str, Any], str, str]:
-    """A run's summary, its figures (with the hosts table when measured) and its targets."""
+def tables(
+    results: list[RunResult], *, repeats: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], str, str]:
+    """A run's summary, its target rows, its figures (with the hosts table) and its targets."""
     summary = summarise(results)
     table = markdown(summary, repeats=repeats)
     hosts_table = hosts_markdown(results)
     if hosts_table:
         table += f"\n\n{hosts_table}"
-    return summary, table, goals_markdown(goals(summary))
+    goal_rows = goals(summary)
+    return summary, goal_rows, table, goals_markdown(goal_rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     document = json.loads(args.results.read_text())
     runs = [RunResult(**run) for run in document["runs"]]
     meta = document["meta"]
-    _, table, goals_md = tables(runs, repeats=meta["repeats"])
+    _, _, table, goals_md = tables(runs, repeats=meta["repeats"])
     args.out.write_text(results_page(meta, table, goals_md))
     print(f"written: {args.out}")
     return 0

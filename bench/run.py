@@ -580,8 +580,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench.db.remove()
             )  # stops the server and deletes its temporary data directory
         shutil.rmtree(work, ignore_errors=True)
-    summary, table, goals_md = report.tables(bench.results, repeats=args.repeat)
-    goal_rows = report.goals(summary)
+    summary, goal_rows, table, goals_md = report.tables(bench.results, repeats=args.repeat)
     elapsed = time.monotonic() - started
     meta = {
         "command": command,
