@@ -32,7 +32,7 @@ from typing import Any, cast
 
 from bench import procs
 from bench.dialects import ACCEPTED, DIALECTS, Dialect
-from bench.scrape import BREAKDOWN_COUNTERS, hub_breakdown, hub_counters
+from bench.scrape import HubWindow
 from bench.wire import (
     ChunkedDecoder,
     EventCounter,
@@ -590,8 +590,7 @@ async def _fixed_rate_latency(
     """
     p = job.params
     rate: float = p["latency_rate"]
-    scraped = job.dialect.name == "hub"
-    breakdown: dict[str, float] = {}
+    hub_window = HubWindow(job.host, job.port, is_hub=job.dialect.name == "hub")
 
     def make_events(request: int) -> list[tuple[str, str]]:
         sent_ns = time.time_ns()
@@ -604,15 +603,13 @@ async def _fixed_rate_latency(
     sender = OpenLoop(publishers, rate / batch, make_events)
     try:
         await sender.run_until(time.monotonic() + p["latency_warmup_s"])
-        counters0 = await hub_counters(job.host, job.port, BREAKDOWN_COUNTERS) if scraped else {}
+        await hub_window.start()
         totals.latencies_ns.clear()
         sender.answers_ns.clear()
         late0 = sender.late
         await sender.run_until(time.monotonic() + p["latency_s"])
         latencies = list(totals.latencies_ns)
-        if scraped:
-            counters1 = await hub_counters(job.host, job.port, BREAKDOWN_COUNTERS)
-            breakdown = hub_breakdown(counters0, counters1)
+        breakdown = await hub_window.breakdown()
     finally:
         await sender.close()
     return {
@@ -646,9 +643,7 @@ async def latency(job: Job) -> dict[str, Any]:
     stop_at = warm_until + p["measure_s"]
     measuring = False
     delivered0 = late0 = 0
-    scraped = job.dialect.name == "hub"  # the hub's counters say where the time went
-    counters0: dict[str, float] = {}
-    breakdown: dict[str, float] = {}
+    hub_window = HubWindow(job.host, job.port, is_hub=job.dialect.name == "hub")
 
     def start_measuring(now: float) -> None:
         nonlocal measuring, delivered0, late0
@@ -660,16 +655,13 @@ async def latency(job: Job) -> dict[str, Any]:
             window.start()
 
     try:
-        if scraped:
-            await sender.run_until(warm_until)
-            counters0 = await hub_counters(job.host, job.port, BREAKDOWN_COUNTERS)
+        await sender.run_until(warm_until)
+        await hub_window.start()
         await sender.run_until(stop_at, start_measuring)
         delivered1 = totals.delivered
         await window.stop()
         latencies = list(totals.latencies_ns)
-        if scraped:
-            counters1 = await hub_counters(job.host, job.port, BREAKDOWN_COUNTERS)
-            breakdown = hub_breakdown(counters0, counters1)
+        breakdown = await hub_window.breakdown()
     finally:
         await sender.close()
         for pub in publishers:

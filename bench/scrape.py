@@ -76,3 +76,27 @@ def hub_breakdown(before: dict[str, float], after: dict[str, float]) -> dict[str
         "hub_sent_at_commit_share": delta("sse_hub_events_sent_at_commit_total")
         / max(delta("sse_hub_events_relayed_total"), 1),
     }
+
+
+class HubWindow:
+    """The hub's own counters around a measured window: where its time went (``hub_breakdown``).
+
+    For any other target it reads nothing and says nothing.
+    """
+
+    def __init__(self, host: str, port: int, *, is_hub: bool) -> None:
+        self._host = host
+        self._port = port
+        self._is_hub = is_hub
+        self._before: dict[str, float] | None = None
+
+    async def start(self) -> None:
+        if self._is_hub:
+            self._before = await hub_counters(self._host, self._port, BREAKDOWN_COUNTERS)
+
+    async def breakdown(self) -> dict[str, float]:
+        """The means since ``start``; empty for other targets."""
+        if self._before is None:
+            return {}
+        after = await hub_counters(self._host, self._port, BREAKDOWN_COUNTERS)
+        return hub_breakdown(self._before, after)
