@@ -89,6 +89,7 @@ class LiveStream(asyncio.Protocol):
         "_drain_waiter",
         "_ended",
         "_feed",
+        "_head_bytes",
         "_log_parts",
         "_paused",
         "_registry",
@@ -98,7 +99,6 @@ class LiveStream(asyncio.Protocol):
         "_task",
         "_transport",
         "_write_timeout_s",
-        "head_bytes",
     )
 
     def __init__(
@@ -129,7 +129,7 @@ class LiveStream(asyncio.Protocol):
         # Only an access line needs these (aiohttp skips them likewise).
         self._log_parts = log_parts
         self._started_s = time.monotonic() if log_parts is not None else 0.0
-        self.head_bytes = head_bytes
+        self._head_bytes = head_bytes
 
     @classmethod
     def take_over(
@@ -287,7 +287,7 @@ class LiveStream(asyncio.Protocol):
         if self._log_parts is not None:
             log_stream(
                 self._log_parts,
-                size=self.head_bytes + self._sink.bytes_sent,
+                size=self._head_bytes + self._sink.bytes_sent,
                 duration_s=time.monotonic() - self._started_s,
                 closed=closed,
             )

@@ -47,10 +47,6 @@ class ResponseSink:
         self._drain = drain
         self.bytes_sent = 0  # body bytes, chunk framing included
 
-    @property
-    def chunked(self) -> bool:
-        return self._chunked
-
     def write(self, frames: bytes) -> None:
         data = as_chunk(frames) if self._chunked else frames
         self._transport.write(data)
