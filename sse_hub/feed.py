@@ -33,7 +33,6 @@ from sse_hub.replay import Resume, check_position
 from sse_hub.subscriber import Sink, State, Subscriber
 
 DEFAULT_PAGE_EVENTS = 2000
-HEAD_TIMEOUT_S = 5.0
 PAGE_TIMEOUT_S = 30.0
 DATABASE_GONE = "database"
 # OSError covers timeouts too; InternalClientError is what asyncpg raises on a
@@ -121,8 +120,7 @@ class Feed:
         subscriber = self.subscriber
         if self._resume is None:
             try:
-                async with asyncio.timeout(HEAD_TIMEOUT_S):
-                    subscriber.position = await self._heads.read()
+                subscriber.position = await self._heads.read()
             except _DATABASE_ERRORS:
                 subscriber.position = self._broker.last_id  # database away: live from here
             if subscriber.position == self._broker.last_id:

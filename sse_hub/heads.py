@@ -17,54 +17,61 @@ import asyncio
 from sse_hub import store
 from sse_hub.tasks import stop_task
 
+# One bound per query, shared by the streams waiting for it.
+HEAD_TIMEOUT_S = 5.0
+
 
 class HeadReader:
     """Owns the task that runs the shared queries; ``close`` it on shutdown."""
 
     def __init__(self, db: store.Database) -> None:
         self.db = db
-        self._next: asyncio.Future[int] | None = None  # the query no caller has seen start
+        self._next: list[asyncio.Future[int]] = []  # callers of the query not yet started
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.queries = 0
 
     async def read(self) -> int:
-        """The head as of a query that started after this call; raises what the query raised."""
+        """The head as of a query that started after this call; raises what the query raised.
+
+        A query that takes longer than ``HEAD_TIMEOUT_S`` raises ``TimeoutError``.
+        """
         if self._closed:
             raise ConnectionError("the hub is closing")
-        asked = self._next
-        if asked is None:
-            asked = self._next = asyncio.get_running_loop().create_future()
-            if self._task is None or self._task.done():
-                self._task = asyncio.create_task(self._run(), name="sse-hub-heads")
-        # Shielded: one caller giving up (its client left) must not cancel the others' answer.
-        return await asyncio.shield(asked)
+        # Each caller has its own future: one giving up (its client left) cancels
+        # only its own, never the others' answer.
+        asked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._next.append(asked)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="sse-hub-heads")
+        return await asked
 
     async def _run(self) -> None:
-        while (asked := self._next) is not None:
-            self._next = None
+        while asked := self._next:
+            self._next = []
             self.queries += 1
             try:
-                head = await store.head(self.db)
+                async with asyncio.timeout(HEAD_TIMEOUT_S):
+                    head = await store.head(self.db)
             except Exception as exc:
                 _fail(asked, exc)
                 continue
             except BaseException:
                 _fail(asked, ConnectionError("the hub is closing"))
                 raise
-            asked.set_result(head)
+            for waiter in asked:
+                if not waiter.done():
+                    waiter.set_result(head)
 
     async def close(self) -> None:
         self._closed = True
         task, self._task = self._task, None
         await stop_task(task)
-        asked, self._next = self._next, None
-        if asked is not None:
-            _fail(asked, ConnectionError("the hub is closing"))
+        asked, self._next = self._next, []
+        _fail(asked, ConnectionError("the hub is closing"))
 
 
-def _fail(asked: asyncio.Future[int], exc: Exception) -> None:
-    # Only _run and close() settle these futures, each one it took from _next,
-    # and the waiters' shields never cancel them: ``asked`` is still pending.
-    asked.set_exception(exc)
-    asked.exception()  # retrieved: waiters that already gave up leave no warning behind
+def _fail(asked: list[asyncio.Future[int]], exc: Exception) -> None:
+    for waiter in asked:
+        if not waiter.done():  # a caller that gave up cancelled its own
+            waiter.set_exception(exc)

@@ -30,7 +30,7 @@ from sse_hub import frames
 from sse_hub.accesslog import access_log, log_stream, request_parts
 from sse_hub.feed import DATABASE_GONE, Feed, FeedClosed
 from sse_hub.hub import Counters
-from sse_hub.sink import ResponseSink
+from sse_hub.sink import ResponseSink, SentHead
 from sse_hub.subscriber import State
 
 log = logging.getLogger(__name__)
@@ -106,18 +106,19 @@ class LiveStream(asyncio.Protocol):
         transport: asyncio.Transport,
         feed: Feed,
         *,
-        chunked: bool,
+        head: SentHead,
         paused: bool,
         counters: Counters,
         registry: LiveStreams,
         retry_ms: int,
         write_timeout_s: float,
-        head_bytes: int,
         log_parts: tuple[str, str] | None,
     ) -> None:
         self._transport = transport
         self._feed = feed
-        self._sink = ResponseSink(transport, chunked=chunked, drain=self._drain)
+        self._sink = ResponseSink(
+            transport, chunked=head.chunked, drain=self._drain, bytes_sent=head.body_bytes
+        )
         self._paused = paused
         self._drain_waiter: asyncio.Future[None] | None = None
         self._counters = counters
@@ -129,7 +130,7 @@ class LiveStream(asyncio.Protocol):
         # Only an access line needs these (aiohttp skips them likewise).
         self._log_parts = log_parts
         self._started_s = time.monotonic() if log_parts is not None else 0.0
-        self._head_bytes = head_bytes
+        self._head_bytes = head.head_bytes
 
     @classmethod
     def take_over(
@@ -137,15 +138,14 @@ class LiveStream(asyncio.Protocol):
         request: web.Request,
         feed: Feed,
         *,
-        chunked: bool,
-        head_bytes: int,
+        head: SentHead,
         counters: Counters,
         registry: LiveStreams,
         retry_ms: int,
         write_timeout_s: float,
         log_parts: tuple[str, str] | None,
     ) -> LiveStream:
-        """Take the connection of ``request``, whose head is sent, away from aiohttp.
+        """Take the connection of ``request``, whose head (and ``retry:``) is sent, from aiohttp.
 
         From here on the stream's slot in ``counters.streams_open`` is this
         object's to give back. The handler returns at once; aiohttp then writes
@@ -157,13 +157,12 @@ class LiveStream(asyncio.Protocol):
         stream = cls(
             transport,
             feed,
-            chunked=chunked,
+            head=head,
             paused=handler.writing_paused,
             counters=counters,
             registry=registry,
             retry_ms=retry_ms,
             write_timeout_s=write_timeout_s,
-            head_bytes=head_bytes,
             log_parts=log_parts,
         )
         transport.set_protocol(stream)
@@ -172,7 +171,6 @@ class LiveStream(asyncio.Protocol):
         handler.transport = None
         handler.connection_lost(None)
         registry.add(stream)
-        stream._sink.write(frames.retry_line(retry_ms))
         feed.ready(stream._sink)  # live frames and heartbeats now go straight into the sink
         stream._follow()
         return stream

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
@@ -41,11 +42,12 @@ class ResponseSink:
         *,
         chunked: bool,
         drain: Callable[[], Awaitable[None]],
+        bytes_sent: int = 0,
     ) -> None:
         self._transport = transport
         self._chunked = chunked
         self._drain = drain
-        self.bytes_sent = 0  # body bytes, chunk framing included
+        self.bytes_sent = bytes_sent  # body bytes, chunk framing included
 
     def write(self, frames: bytes) -> None:
         data = as_chunk(frames) if self._chunked else frames
@@ -81,8 +83,16 @@ class ResponseSink:
         self._transport.abort()
 
 
-async def send_head(request: web.Request, response: web.StreamResponse) -> tuple[bool, int]:
-    """Send ``response``'s head; whether the body is chunked, and the head's size.
+class SentHead(NamedTuple):
+    chunked: bool  # whether the body is chunked (HTTP/1.1) or plain bytes (HTTP/1.0)
+    head_bytes: int
+    body_bytes: int  # of the first frames, chunk framing included
+
+
+async def send_head(
+    request: web.Request, response: web.StreamResponse, first_frames: bytes
+) -> SentHead:
+    """Send ``response``'s head and ``first_frames`` with it, in one write.
 
     Raises ``ConnectionResetError`` when the client is already gone.
     """
@@ -90,13 +100,14 @@ async def send_head(request: web.Request, response: web.StreamResponse) -> tuple
     if chunked:
         response.enable_chunked_encoding()
     await response.prepare(request)
-    # aiohttp keeps the head until the first body write: send it now, alone,
-    # since every body byte from here on bypasses aiohttp's writer.
-    await response.write(b"")
+    # aiohttp keeps the head until the first body write, and then writes both at
+    # once; every body byte after this one bypasses aiohttp's writer.
+    await response.write(first_frames)
     transport = request.transport
     if transport is None or transport.is_closing():
         raise ConnectionResetError("client disconnected")
-    return chunked, request.writer.output_size
+    body_bytes = len(as_chunk(first_frames)) if chunked else len(first_frames)
+    return SentHead(chunked, request.writer.output_size - body_bytes, body_bytes)
 
 
 class EventStreamResponse(web.StreamResponse):

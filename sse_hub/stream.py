@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from sse_hub import frames
 from sse_hub.auth import authenticate, authorize_subscribe
 from sse_hub.errors import ServiceUnavailable
 from sse_hub.events import TopicPattern, parse_patterns
@@ -90,18 +91,17 @@ async def _stream(
         feed.close()
         return problem_for(request, exc)
     hub.counters.streams_total += 1
+    settings = hub.settings
     response = EventStreamResponse(status=200, headers=SSE_HEADERS)
     try:
-        chunked, head_bytes = await send_head(request, response)
+        head = await send_head(request, response, frames.retry_line(settings.retry_ms))
     except ConnectionError:
         feed.close()
         raise
-    settings = hub.settings
     LiveStream.take_over(
         request,
         feed,
-        chunked=chunked,
-        head_bytes=head_bytes,
+        head=head,
         counters=hub.counters,
         registry=request.app[LIVE_STREAMS],
         retry_ms=settings.retry_ms,
