@@ -100,8 +100,7 @@ async def send_head(
     if chunked:
         response.enable_chunked_encoding()
     await response.prepare(request)
-    # aiohttp keeps the head until the first body write, and then writes both at
-    # once; every body byte after this one bypasses aiohttp's writer.
+    # Every body byte after these bypasses aiohttp's writer.
     await response.write(first_frames)
     transport = request.transport
     if transport is None or transport.is_closing():
@@ -117,3 +116,6 @@ class EventStreamResponse(web.StreamResponse):
     """
 
     __slots__ = ()
+    # aiohttp then holds the head until the first body write (``send_head``), as it
+    # does for a ``web.Response``: one write, one segment, instead of two.
+    _send_headers_immediately = False
