@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -22,6 +23,9 @@ from tests import raw_http
 from tests.processes import HubProcess
 from tests.sse_client import SSEStream, open_stream
 from tests.waiting import wait_until
+
+# The environment of a hub that starts its embedded database.
+_NO_DSN = {name: "" for name in ("SSE_HUB_DSN", "DATABASE_URL")}
 
 
 @pytest.fixture
@@ -144,6 +148,48 @@ async def test_workers_share_the_port(hubs: Callable[..., HubProcess], dsn: str)
             stream.close()
 
 
+async def test_a_worker_that_exits_is_replaced_and_the_database_stays(
+    hubs: Callable[..., HubProcess], data_dir: Path
+) -> None:
+    hub = hubs("--data-dir", str(data_dir), "--workers", "2", env=_NO_DSN)
+    await hub.wait_healthy()
+    await wait_until(lambda: len(_worker_pids(hub)) == 2, timeout_s=60)
+    crashed, stopped = _worker_pids(hub)
+    os.kill(crashed, signal.SIGKILL)
+    os.kill(stopped, signal.SIGTERM)  # a graceful exit runs none of the supervisor's code
+    await wait_until(lambda: len(_worker_pids(hub)) == 4, timeout_s=60)
+    log = hub.log_path.read_text(errors="replace")
+    assert "exited with -9; restarting" in log
+    assert "exited with 0; restarting" in log
+    streams = [await open_stream(hub.port, "/events?topic=r") for _ in range(8)]
+    try:
+        for stream in streams:
+            await stream.started()
+        await _post(hub.url, "r", "after the restarts")
+        for stream in streams:
+            assert (await stream.next_event()).data == "after the restarts"
+    finally:
+        for stream in streams:
+            stream.close()
+    hub.signal(signal.SIGTERM)
+    assert await hub.wait_exit(60) == 0
+
+
+async def test_workers_die_with_the_supervisor(hubs: Callable[..., HubProcess], dsn: str) -> None:
+    hub = hubs("--dsn", dsn, "--workers", "2")
+    await hub.wait_healthy()
+    await wait_until(lambda: len(_worker_pids(hub)) == 2, timeout_s=60)
+    hub.signal(signal.SIGKILL)
+    assert await hub.wait_exit(60) == -signal.SIGKILL
+    await wait_until(lambda: not any(_alive(pid) for pid in _worker_pids(hub)), timeout_s=60)
+
+
+def _worker_pids(hub: HubProcess) -> list[int]:
+    """The workers that have logged that they serve, oldest first."""
+    log = hub.log_path.read_text(errors="replace")
+    return [int(pid) for pid in re.findall(r"serving on \S+ \(pid (\d+)\)", log)]
+
+
 def _children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -190,8 +236,7 @@ def data_dir() -> AsyncIterator[Path]:  # type: ignore[misc]
 async def test_embedded_database_stops_with_the_hub(
     hubs: Callable[..., HubProcess], data_dir: Path, signum: int
 ) -> None:
-    env = {k: "" for k in ("SSE_HUB_DSN", "DATABASE_URL")}
-    hub = hubs("--data-dir", str(data_dir), env=env)
+    hub = hubs("--data-dir", str(data_dir), env=_NO_DSN)
     await hub.wait_healthy()
     await _post(hub.url, "e", "kept")
     servers = _postgres_of(data_dir)
@@ -201,7 +246,7 @@ async def test_embedded_database_stops_with_the_hub(
     assert code == (0 if signum == signal.SIGTERM else -signal.SIGKILL)
     await wait_until(lambda: not any(_alive(pid) for pid in servers), timeout_s=60)
     # the data is kept between runs
-    again = hubs("--data-dir", str(data_dir), env=env)
+    again = hubs("--data-dir", str(data_dir), env=_NO_DSN)
     await again.wait_healthy()
     stream = await open_stream(again.port, "/events?topic=e&lastEventID=earliest")
     try:
