@@ -26,6 +26,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from sse_hub.auth import TOKEN_QUERY
+from sse_hub.request_view import RequestLine
 from sse_hub.sink import EventStreamResponse
 
 ACCESS_LOGGER_NAME = "sse_hub.access"
@@ -55,7 +56,7 @@ def _quoted(text: str) -> str:
     return '"' + "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in escaped) + '"'
 
 
-def request_parts(request: web.BaseRequest) -> tuple[str, str]:
+def request_parts(request: RequestLine) -> tuple[str, str]:
     """What an access line says of the request: the fields before and after the outcome."""
     method = request.method
     before = (

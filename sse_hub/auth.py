@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, l
 from sse_hub.config import Settings
 from sse_hub.errors import ConfigError, Forbidden, HubError, Unauthorized
 from sse_hub.events import TopicPattern, any_matches, first_uncovered, validate_topic
+from sse_hub.request_view import RequestView
 
 JWT_LEEWAY_S = 10  # clock skew forgiven on exp and nbf
 HMAC_ALGORITHMS = ("HS256",)
@@ -166,11 +167,11 @@ def _grant(claims: dict[str, Any]) -> Grant:
 VERIFIER = web.AppKey("sse_hub.verifier", Verifier)
 
 
-def _verifier(request: web.Request) -> Verifier | None:
+def _verifier(request: RequestView) -> Verifier | None:
     return request.app.get(VERIFIER)
 
 
-def _token(request: web.Request, *, header_only: bool) -> str | None:
+def _token(request: RequestView, *, header_only: bool) -> str | None:
     header = request.headers.get("Authorization")
     if header is not None:
         if not header.lower().startswith(_BEARER) or not header[len(_BEARER) :].strip():
@@ -183,7 +184,7 @@ def _token(request: web.Request, *, header_only: bool) -> str | None:
     return request.cookies.get(TOKEN_COOKIE) or request.query.get(TOKEN_QUERY) or None
 
 
-def require_bearer(request: web.Request, secret: str) -> None:
+def require_bearer(request: RequestView, secret: str) -> None:
     """Refuse a request whose ``Authorization: Bearer`` is not ``secret`` (constant time)."""
     given = _token(request, header_only=True)
     if given is None:
@@ -192,7 +193,7 @@ def require_bearer(request: web.Request, secret: str) -> None:
         raise Unauthorized("the token is not valid for this endpoint", error="invalid_token")
 
 
-def authenticate(request: web.Request, *, header_only: bool = False) -> Grant | None:
+def authenticate(request: RequestView, *, header_only: bool = False) -> Grant | None:
     """The request's grant; ``None`` when the hub is open. Raises ``Unauthorized``."""
     verifier = _verifier(request)
     if verifier is None:

@@ -344,8 +344,9 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "--request-head-timeout",
         "request_head_timeout_s",
         _positive_seconds,
-        "seconds a connection may take to send a complete request head, and may stay"
-        f" idle between requests (default {DEFAULT_REQUEST_HEAD_TIMEOUT_S:g})",
+        "seconds a connection may stay silent once connected, may then take to complete"
+        " its request head, and may stay idle between requests"
+        f" (default {DEFAULT_REQUEST_HEAD_TIMEOUT_S:g})",
         metavar="SECONDS",
     ),
     Option(

@@ -69,6 +69,14 @@ def preflight_response(policy: CorsPolicy, origin: str) -> web.Response:
 CORS_POLICY = web.AppKey("sse_hub.cors_policy", CorsPolicy)
 
 
+def cors_headers(policy: CorsPolicy, origin: str | None) -> dict[str, str]:
+    """The CORS headers of an answer to ``origin`` that has no ``Vary`` of its own."""
+    headers = policy.headers(origin)
+    if policy.exact:  # the answer depends on the Origin: tell caches
+        headers["Vary"] = "Origin"
+    return headers
+
+
 def preflight_answer(request: web.Request) -> web.Response | None:
     """The answer to a CORS preflight, or ``None`` if this is none (or CORS is off).
 
@@ -94,13 +102,11 @@ def add_cors(app: web.Application, origins: tuple[str, ...]) -> None:
     policy = CorsPolicy(origins)
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers.update(policy.headers(request.headers.get("Origin")))
-        if policy.exact:  # the answer depends on the Origin: tell caches
-            vary = response.headers.get("Vary")
-            if vary is None:
-                response.headers["Vary"] = "Origin"
-            elif "origin" not in vary.lower():
-                response.headers["Vary"] = vary + ", Origin"
+        headers = cors_headers(policy, request.headers.get("Origin"))
+        vary = response.headers.get("Vary")
+        if vary is not None and "Vary" in headers:
+            headers["Vary"] = vary if "origin" in vary.lower() else vary + ", Origin"
+        response.headers.update(headers)
 
     app[CORS_POLICY] = policy
     app.on_response_prepare.append(add_headers)

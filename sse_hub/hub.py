@@ -53,6 +53,7 @@ class Counters:
 
     streams_open: int = 0
     streams_total: int = 0
+    streams_front_door: int = 0  # of streams_total, opened without aiohttp's request
     streams_refused: int = 0
     events_published: int = 0
     frames_replayed: int = 0

@@ -30,6 +30,7 @@ from sse_hub import frames
 from sse_hub.accesslog import access_log, log_stream, request_parts
 from sse_hub.feed import DATABASE_GONE, Feed, FeedClosed
 from sse_hub.hub import Counters
+from sse_hub.request_view import RequestView
 from sse_hub.sink import ResponseSink, SentHead
 from sse_hub.subscriber import State
 
@@ -133,6 +134,42 @@ class LiveStream(asyncio.Protocol):
         self._head_bytes = head.head_bytes
 
     @classmethod
+    def start(
+        cls,
+        transport: asyncio.Transport,
+        feed: Feed,
+        *,
+        head: SentHead,
+        paused: bool,
+        counters: Counters,
+        registry: LiveStreams,
+        retry_ms: int,
+        write_timeout_s: float,
+        log_parts: tuple[str, str] | None,
+    ) -> LiveStream:
+        """Run the stream on ``transport``, whose head (and first ``retry:``) is sent.
+
+        From here on the stream's slot in ``counters.streams_open`` is this
+        object's to give back.
+        """
+        stream = cls(
+            transport,
+            feed,
+            head=head,
+            paused=paused,
+            counters=counters,
+            registry=registry,
+            retry_ms=retry_ms,
+            write_timeout_s=write_timeout_s,
+            log_parts=log_parts,
+        )
+        transport.set_protocol(stream)
+        registry.add(stream)
+        feed.ready(stream._sink)  # live frames and heartbeats now go straight into the sink
+        stream._follow()
+        return stream
+
+    @classmethod
     def take_over(
         cls,
         request: web.Request,
@@ -145,35 +182,30 @@ class LiveStream(asyncio.Protocol):
         write_timeout_s: float,
         log_parts: tuple[str, str] | None,
     ) -> LiveStream:
-        """Take the connection of ``request``, whose head (and ``retry:``) is sent, from aiohttp.
+        """``start`` on the connection of ``request``, taken away from aiohttp.
 
-        From here on the stream's slot in ``counters.streams_open`` is this
-        object's to give back. The handler returns at once; aiohttp then writes
-        nothing more on the connection (it no longer has one).
+        The handler returns at once; aiohttp then writes nothing more on the
+        connection (it no longer has one).
         """
         transport = request.transport
         handler = request.protocol
         assert transport is not None
-        stream = cls(
+        paused = handler.writing_paused
+        # aiohttp forgets the connection: its parser, request, writer and tasks go.
+        # Its connection_lost() would close a transport it still had.
+        handler.transport = None
+        handler.connection_lost(None)
+        return cls.start(
             transport,
             feed,
             head=head,
-            paused=handler.writing_paused,
+            paused=paused,
             counters=counters,
             registry=registry,
             retry_ms=retry_ms,
             write_timeout_s=write_timeout_s,
             log_parts=log_parts,
         )
-        transport.set_protocol(stream)
-        # aiohttp forgets the connection: its parser, request, writer and tasks go.
-        # Its connection_lost() would close a transport it still had.
-        handler.transport = None
-        handler.connection_lost(None)
-        registry.add(stream)
-        feed.ready(stream._sink)  # live frames and heartbeats now go straight into the sink
-        stream._follow()
-        return stream
 
     # ---- while it runs
 
@@ -301,6 +333,6 @@ class LiveStream(asyncio.Protocol):
         counters.replay_page_queries += counts.page_queries
 
 
-def access_parts_if_logged(request: web.Request) -> tuple[str, str] | None:
+def access_parts_if_logged(request: RequestView) -> tuple[str, str] | None:
     """What the stream's access line needs of its request, if access lines are written."""
     return request_parts(request) if access_log.isEnabledFor(logging.INFO) else None

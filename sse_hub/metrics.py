@@ -64,6 +64,11 @@ def _hub_metrics(hub: Hub) -> Iterator[Metric]:
     yield _gauge("streams_open", "Streams open now", counters.streams_open)
     yield _counter("streams", "Streams opened", counters.streams_total)
     yield _counter(
+        "streams_front_door",
+        "Streams opened by the front door, without aiohttp's request handling",
+        counters.streams_front_door,
+    )
+    yield _counter(
         "streams_refused", "Streams refused because of --max-streams", counters.streams_refused
     )
     yield _counter(

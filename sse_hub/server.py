@@ -28,8 +28,7 @@ import time
 from types import FrameType
 from typing import NoReturn
 
-from aiohttp import web
-
+from sse_hub import runner
 from sse_hub.accesslog import ACCESS_LOGGER_NAME, AccessLogger, MalformedRequestFilter
 from sse_hub.app import create_app, prepare_database
 from sse_hub.config import Settings
@@ -68,24 +67,26 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
     if settings.no_access_log:
         logging.getLogger(ACCESS_LOGGER_NAME).setLevel(logging.WARNING)
-    web.run_app(
+    runner.run(
         app,
         loop=_new_loop(),
         host=settings.host,
         port=settings.port,
-        shutdown_timeout=settings.shutdown_timeout_s,
-        # aiohttp's keep-alive timer starts when a connection is made, is not
-        # reset by bytes that do not complete a request, and does not fire
-        # while a handler runs: it bounds slow or silent request heads (and idle
-        # keep-alive) without touching streams and downloads.
-        keepalive_timeout=settings.request_head_timeout_s,
-        handler_cancellation=True,
         backlog=LISTEN_BACKLOG,
-        reuse_port=reuse_port or None,
+        reuse_port=reuse_port,
+        # The front door closes a connection that sends nothing in that time; the
+        # connections it hands to aiohttp get aiohttp's keep-alive timer, which
+        # starts when aiohttp gets the connection, is not reset by bytes that do
+        # not complete a request, and does not fire while a handler runs: it bounds
+        # slow request heads (and idle keep-alive) without touching downloads.
+        head_timeout_s=settings.request_head_timeout_s,
+        keepalive_timeout=settings.request_head_timeout_s,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        handler_cancellation=True,
         access_log_class=AccessLogger,
         # None: aiohttp then keeps no access logger per connection at all.
         access_log=None if settings.no_access_log else logging.getLogger(ACCESS_LOGGER_NAME),
-        print=lambda _: log.info(
+        announce=lambda: log.info(
             "sse-hub serving on http://%s:%d (pid %d)", settings.host, settings.port, os.getpid()
         ),
     )

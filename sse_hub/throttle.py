@@ -18,6 +18,7 @@ from sse_hub.auth import Grant
 from sse_hub.config import Settings
 from sse_hub.errors import TooManyRequests
 from sse_hub.ratelimit import RateLimiter, address_key, client_address, is_loopback
+from sse_hub.request_view import RequestView
 
 
 class Throttle:
@@ -28,18 +29,18 @@ class Throttle:
         self._limit_loopback = settings.rate_limit_loopback
         self._clock = clock
 
-    def client_address(self, request: web.BaseRequest) -> str:
+    def client_address(self, request: RequestView) -> str:
         forwarded = request.headers.getall("X-Forwarded-For", [])
         return client_address(request.remote, forwarded, self._trusted)
 
-    def check_publish(self, request: web.Request, grant: Grant | None) -> None:
+    def check_publish(self, request: RequestView, grant: Grant | None) -> None:
         self._check(self.publish, request, grant, "publish requests")
 
-    def check_connect(self, request: web.Request, grant: Grant | None) -> None:
+    def check_connect(self, request: RequestView, grant: Grant | None) -> None:
         self._check(self.connect, request, grant, "new streams")
 
     def _check(
-        self, limiter: RateLimiter | None, request: web.Request, grant: Grant | None, what: str
+        self, limiter: RateLimiter | None, request: RequestView, grant: Grant | None, what: str
     ) -> None:
         if limiter is None:
             return

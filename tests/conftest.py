@@ -11,19 +11,23 @@ import asyncio
 import itertools
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from sse_hub.app import create_app
 from sse_hub.config import Settings
 from sse_hub.embedded_pg import EmbeddedPostgres
+from sse_hub.front_door import FrontDoorSite
 from sse_hub.migrate import migrate_dsn
 
 TEMPLATE_DB = "sse_hub_test_template"
@@ -99,6 +103,33 @@ async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
 HubFactory = Callable[..., Awaitable[TestServer]]
 
 
+class FrontDoorTestServer(TestServer):
+    """A ``TestServer`` whose connections meet the front door first, as under ``sse-hub serve``.
+
+    Plain stream requests are then served by the front door, everything else by
+    aiohttp: the suite runs both paths as the hub does.
+    """
+
+    def __init__(self, app: web.Application, *, head_timeout_s: float) -> None:
+        super().__init__(app, host="127.0.0.1")
+        self._head_timeout_s = head_timeout_s
+
+    async def start_server(
+        self, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any
+    ) -> None:
+        if self.runner:
+            return
+        self.runner = await self._make_runner(handler_cancellation=True, **kwargs)
+        await self.runner.setup()
+        sock = self.socket_factory(self.host, 0, socket.AF_INET)
+        self.host, self.port = sock.getsockname()[:2]
+        assert isinstance(self.runner, web.AppRunner)
+        site = FrontDoorSite(self.runner, sock=sock, head_timeout_s=self._head_timeout_s)
+        await site.start()
+        self.scheme = "http"
+        self._root = URL(f"http://{self.host}:{self.port}")
+
+
 @pytest.fixture
 async def start_hub(dsn: str) -> AsyncIterator[HubFactory]:
     """Start real hubs on real ports (stopped at the end of the test)."""
@@ -106,7 +137,9 @@ async def start_hub(dsn: str) -> AsyncIterator[HubFactory]:
 
     async def start(**overrides: object) -> TestServer:
         settings = Settings(**{"dsn": dsn, **overrides})  # type: ignore[arg-type]
-        server = TestServer(create_app(settings), host="127.0.0.1")
+        server = FrontDoorTestServer(
+            create_app(settings), head_timeout_s=settings.request_head_timeout_s
+        )
         await server.start_server()
         servers.append(server)
         return server

@@ -69,10 +69,12 @@ LAYERS: list[tuple[str, set[str], set[str]]] = [
             "live",
             "client",
             "probe",
+            "request_view",
+            "front_door",
         },
-        {"aiohttp", "aiofiles", "jwt", "prometheus_client", "cryptography"},
+        {"aiohttp", "aiofiles", "jwt", "prometheus_client", "cryptography", "multidict", "yarl"},
     ),
-    ("wiring", {"app", "cli", "server", "__main__", "__init__", "api"}, set()),
+    ("wiring", {"app", "cli", "server", "runner", "__main__", "__init__", "api"}, set()),
 ]
 
 
