@@ -95,7 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for option in SERVE_OPTIONS:
         _add_option(serve, option)
-    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     migrate = commands.add_parser(
         "migrate",
@@ -267,7 +266,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = load_settings(vars(args))
     check_startup(settings)  # before any worker starts
-    return serve(settings, reuse_port=args.reuse_port)
+    return serve(settings)
 
 
 def _with_database(settings: Settings, work: Callable[[str], Coroutine[Any, Any, int]]) -> int:
