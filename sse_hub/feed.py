@@ -127,6 +127,16 @@ class Feed:
                 subscriber.go_live(self._broker.last_id)
         self._broker.subscribe(subscriber)
 
+    def open_now(self) -> bool:
+        """``open`` without awaiting, when nothing is to be awaited: a resume.
+
+        ``False`` (and nothing done) for a stream that starts live: ``open`` it.
+        """
+        if self._resume is None:
+            return False
+        self._broker.subscribe(self.subscriber)
+        return True
+
     def close(self, reason: str = "closed") -> None:
         self._broker.unsubscribe(self.subscriber)  # a no-op if never subscribed, or again
         self.subscriber.close(reason)

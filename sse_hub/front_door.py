@@ -159,7 +159,15 @@ class FrontDoor(asyncio.Protocol):
         if opening is None:
             self._hand_over()
             return
-        self._opening = asyncio.get_running_loop().create_task(self._open(opening))
+        try:
+            opened = opening.open_now()  # a resume: no head to read, no task
+        except Exception:
+            self._hand_over()  # aiohttp tries again, and answers the problem if it stays
+            return
+        if opened:
+            opening.go_live(transport, paused=self._paused)
+        else:
+            self._opening = asyncio.get_running_loop().create_task(self._open(opening))
 
     async def _open(self, opening: OpeningStream) -> None:
         try:

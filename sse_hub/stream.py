@@ -158,6 +158,14 @@ class OpeningStream:
         hub.counters.streams_open += 1  # taken with the check above, before any await
         return cls(request, hub, hub.feed(patterns, resume))
 
+    def open_now(self) -> bool:
+        """Register with the broker at once if that needs no await (a resume)."""
+        try:
+            return self._feed.open_now()
+        except BaseException:
+            self.abandon()
+            raise
+
     async def open(self) -> None:
         """Register with the broker (see ``stream_events``); raises if it cannot."""
         try:
