@@ -2,9 +2,10 @@
 
 Per connection aiohttp keeps a request parser, the parsed request, the response
 and its writer, and two tasks; a stream needs none of them once its head is on
-the wire. ``LiveStream.take_over`` hands the transport to this small protocol
-and lets aiohttp forget the connection, which brings an idle stream from about
-10 KiB of the hub's memory to about 2.
+the wire. ``detach_from_aiohttp`` lets aiohttp forget the connection and
+``LiveStream.start`` hands its transport to this small protocol, which brings an
+idle stream from about 10 KiB of the hub's memory to about 2. Streams that the
+front door opens (``front_door.py``) never had aiohttp's objects to begin with.
 
 While a stream is live no task runs for it: the broker writes its frames and
 heartbeats into its sink, and a future's callback wakes it when its state
@@ -169,44 +170,6 @@ class LiveStream(asyncio.Protocol):
         stream._follow()
         return stream
 
-    @classmethod
-    def take_over(
-        cls,
-        request: web.Request,
-        feed: Feed,
-        *,
-        head: SentHead,
-        counters: Counters,
-        registry: LiveStreams,
-        retry_ms: int,
-        write_timeout_s: float,
-        log_parts: tuple[str, str] | None,
-    ) -> LiveStream:
-        """``start`` on the connection of ``request``, taken away from aiohttp.
-
-        The handler returns at once; aiohttp then writes nothing more on the
-        connection (it no longer has one).
-        """
-        transport = request.transport
-        handler = request.protocol
-        assert transport is not None
-        paused = handler.writing_paused
-        # aiohttp forgets the connection: its parser, request, writer and tasks go.
-        # Its connection_lost() would close a transport it still had.
-        handler.transport = None
-        handler.connection_lost(None)
-        return cls.start(
-            transport,
-            feed,
-            head=head,
-            paused=paused,
-            counters=counters,
-            registry=registry,
-            retry_ms=retry_ms,
-            write_timeout_s=write_timeout_s,
-            log_parts=log_parts,
-        )
-
     # ---- while it runs
 
     def _follow(self) -> None:
@@ -331,6 +294,23 @@ class LiveStream(asyncio.Protocol):
         counters.replayed_from_memory += counts.replayed_from_memory
         counters.replay_pages_from_memory += counts.pages_from_memory
         counters.replay_page_queries += counts.page_queries
+
+
+def detach_from_aiohttp(request: web.Request) -> tuple[asyncio.Transport, bool]:
+    """The connection of ``request``, whose head is sent, taken away from aiohttp.
+
+    aiohttp forgets it (its parser, request, writer and tasks go) and writes
+    nothing more on it; the handler returns at once. Also: whether writing is
+    paused. Start a ``LiveStream`` on it.
+    """
+    transport = request.transport
+    handler = request.protocol
+    assert transport is not None
+    paused = handler.writing_paused
+    # Its connection_lost() would close a transport it still had.
+    handler.transport = None
+    handler.connection_lost(None)
+    return transport, paused
 
 
 def access_parts_if_logged(request: RequestView) -> tuple[str, str] | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -20,10 +20,30 @@ from aiohttp import web
 from sse_hub.front_door import FrontDoorSite
 
 
-def run(
+def run(loop: asyncio.AbstractEventLoop, main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` (``serve``) on ``loop`` until a signal stops it, then close the loop."""
+    task = loop.create_task(main)
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(task)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        try:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    loop.run_until_complete(task)
+        finally:
+            _cancel_remaining_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            asyncio.set_event_loop(None)
+
+
+async def serve(
     app: web.Application,
     *,
-    loop: asyncio.AbstractEventLoop,
     host: str,
     port: int,
     backlog: int,
@@ -32,48 +52,7 @@ def run(
     announce: Callable[[], None],
     **runner_options: Any,
 ) -> None:
-    """Serve ``app`` until a signal stops it; ``runner_options`` go to ``web.AppRunner``."""
-    main = loop.create_task(
-        _serve(
-            app,
-            host=host,
-            port=port,
-            backlog=backlog,
-            reuse_port=reuse_port,
-            head_timeout_s=head_timeout_s,
-            announce=announce,
-            runner_options=runner_options,
-        )
-    )
-    try:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(main)
-    except (web.GracefulExit, KeyboardInterrupt):
-        pass
-    finally:
-        try:
-            if not main.done():
-                main.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    loop.run_until_complete(main)
-        finally:
-            _cancel_remaining_tasks(loop)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-            asyncio.set_event_loop(None)
-
-
-async def _serve(
-    app: web.Application,
-    *,
-    host: str,
-    port: int,
-    backlog: int,
-    reuse_port: bool,
-    head_timeout_s: float,
-    announce: Callable[[], None],
-    runner_options: dict[str, Any],
-) -> None:
+    """Serve ``app`` until cancelled; ``runner_options`` go to ``web.AppRunner``."""
     runner = web.AppRunner(app, handle_signals=True, **runner_options)
     await runner.setup()
     try:

@@ -67,9 +67,9 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
     if settings.no_access_log:
         logging.getLogger(ACCESS_LOGGER_NAME).setLevel(logging.WARNING)
-    runner.run(
+    loop = _new_loop()
+    main = runner.serve(
         app,
-        loop=_new_loop(),
         host=settings.host,
         port=settings.port,
         backlog=LISTEN_BACKLOG,
@@ -90,6 +90,7 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
             "sse-hub serving on http://%s:%d (pid %d)", settings.host, settings.port, os.getpid()
         ),
     )
+    runner.run(loop, main)
     return 0
 
 

@@ -32,7 +32,7 @@ from sse_hub.events import TopicPattern, parse_patterns
 from sse_hub.feed import Feed
 from sse_hub.hub import Hub
 from sse_hub.keys import HUB, LIVE_STREAMS
-from sse_hub.live import LiveStream, access_parts_if_logged
+from sse_hub.live import LiveStream, access_parts_if_logged, detach_from_aiohttp
 from sse_hub.problems import answers_own_problems, problem_for
 from sse_hub.replay import LAST_EVENT_ID_QUERY_KEYS, Resume, parse_resume
 from sse_hub.request_view import RequestView
@@ -108,24 +108,39 @@ async def _stream(
         feed.close()
         return problem_for(request, exc)
     hub.counters.streams_total += 1
-    settings = hub.settings
     response = EventStreamResponse(status=200, headers=SSE_HEADERS)
     try:
-        head = await send_head(request, response, frames.retry_line(settings.retry_ms))
+        head = await send_head(request, response, frames.retry_line(hub.settings.retry_ms))
     except ConnectionError:
         feed.close()
         raise
-    LiveStream.take_over(
-        request,
+    transport, paused = detach_from_aiohttp(request)
+    _run(request, hub, feed, transport, head=head, paused=paused)
+    return response
+
+
+def _run(
+    request: RequestView,
+    hub: Hub,
+    feed: Feed,
+    transport: asyncio.Transport,
+    *,
+    head: SentHead,
+    paused: bool,
+) -> None:
+    """The stream runs on ``transport`` from here on, its head sent (``live.py``)."""
+    settings = hub.settings
+    LiveStream.start(
+        transport,
         feed,
         head=head,
+        paused=paused,
         counters=hub.counters,
         registry=request.app[LIVE_STREAMS],
         retry_ms=settings.retry_ms,
         write_timeout_s=settings.write_timeout_s,
         log_parts=access_parts_if_logged(request),
     )
-    return response
 
 
 class OpeningStream:
@@ -192,17 +207,8 @@ class OpeningStream:
         cors = cors_headers(policy, request.headers.get("Origin")) if policy is not None else {}
         head = response_head(request.version, chunked=chunked, close=close, more=cors)
         transport.write(head + body)
-        LiveStream.start(
-            transport,
-            self._feed,
-            head=SentHead(chunked, len(head), len(body)),
-            paused=paused,
-            counters=hub.counters,
-            registry=request.app[LIVE_STREAMS],
-            retry_ms=settings.retry_ms,
-            write_timeout_s=settings.write_timeout_s,
-            log_parts=access_parts_if_logged(request),
-        )
+        sent = SentHead(chunked, len(head), len(body))
+        _run(request, hub, self._feed, transport, head=sent, paused=paused)
 
 
 class _DateHeader:
