@@ -4,7 +4,8 @@ Node's ``eventsource`` (WHATWG-compliant), ``@microsoft/fetch-event-source`` and
 Python's ``httpx-sse`` (installed by ``make test``: tests/clients/ and the dev
 extra). Each must see exactly the published events: ids, types, multi-line and
 non-BMP data, and no empty "phantom" message for the opening ``retry:`` or for
-heartbeats.
+heartbeats. And each one's request is plain enough for the hub's front door,
+which opens it without aiohttp's request handling (``front_door.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from httpx_sse import aconnect_sse
 
-from tests.conftest import HubFactory
+from sse_hub.keys import HUB
+from tests.conftest import HubFactory, app_of
 from tests.nginx import nginx_before
 from tests.processes import HubProcess
 from tests.test_stream import publish
@@ -34,6 +36,10 @@ CLIENTS = Path(__file__).parent / "clients"
 TIMEOUT_S = 60.0
 HEARTBEAT_S = 0.2
 END = "the end"
+
+
+def _opened_by_front_door(server: TestServer) -> int:
+    return app_of(server)[HUB].counters.streams_front_door
 
 
 async def _listen(client: str, url: str) -> asyncio.subprocess.Process:
@@ -84,6 +90,7 @@ async def test_node_clients_see_exactly_the_events(start_hub: HubFactory, client
             while not got or got[-1].get("data") != END:
                 got.append(json.loads(await process.stdout.readline()))
         assert got == expected
+        assert _opened_by_front_door(server) == 1
     finally:
         process.kill()
         await process.wait()
@@ -105,6 +112,7 @@ async def test_httpx_sse_sees_exactly_the_events(start_hub: HubFactory) -> None:
                     break
             expected.append(await ending)
     assert got == expected
+    assert _opened_by_front_door(server) == 1
 
 
 @pytest.fixture
@@ -132,6 +140,7 @@ async def test_node_eventsource_through_nginx_on_its_defaults(
             while not got or got[-1].get("data") != END:
                 got.append(json.loads(await process.stdout.readline()))
         assert got == expected
+        assert _opened_by_front_door(server) == 1
     finally:
         process.kill()
         await process.wait()
@@ -157,6 +166,7 @@ async def test_the_body_through_nginx_is_exactly_the_frames(
     assert re.sub(rb": heartbeat\n", b"", body) == (
         f"retry: 3000\nid: {first}\ndata: one\n\nid: {second}\ndata: two\n\n".encode()
     )
+    assert _opened_by_front_door(server) == 1  # nginx's HTTP/1.0 request is plain too
 
 
 async def _next_message(stdout: asyncio.StreamReader) -> dict[str, Any]:
