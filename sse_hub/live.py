@@ -134,41 +134,16 @@ class LiveStream(asyncio.Protocol):
         self._started_s = time.monotonic() if log_parts is not None else 0.0
         self._head_bytes = head.head_bytes
 
-    @classmethod
-    def start(
-        cls,
-        transport: asyncio.Transport,
-        feed: Feed,
-        *,
-        head: SentHead,
-        paused: bool,
-        counters: Counters,
-        registry: LiveStreams,
-        retry_ms: int,
-        write_timeout_s: float,
-        log_parts: tuple[str, str] | None,
-    ) -> LiveStream:
-        """Run the stream on ``transport``, whose head (and first ``retry:``) is sent.
+    def start(self) -> None:
+        """Run the stream on its transport, whose head (and first ``retry:``) is sent.
 
         From here on the stream's slot in ``counters.streams_open`` is this
         object's to give back.
         """
-        stream = cls(
-            transport,
-            feed,
-            head=head,
-            paused=paused,
-            counters=counters,
-            registry=registry,
-            retry_ms=retry_ms,
-            write_timeout_s=write_timeout_s,
-            log_parts=log_parts,
-        )
-        transport.set_protocol(stream)
-        registry.add(stream)
-        feed.ready(stream._sink)  # live frames and heartbeats now go straight into the sink
-        stream._follow()
-        return stream
+        self._transport.set_protocol(self)
+        self._registry.add(self)
+        self._feed.ready(self._sink)  # live frames and heartbeats now go straight into the sink
+        self._follow()
 
     # ---- while it runs
 

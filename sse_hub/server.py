@@ -4,8 +4,7 @@ With several workers the supervisor prepares the database once (embedded
 server, migrations), then forks each worker, which serves bound with
 ``SO_REUSEPORT`` so the kernel spreads connections across them. Forking, rather
 than starting ``sse-hub serve`` again, spares each worker an interpreter start
-and its imports (about 0.35 s of CPU each; 8 workers listen after about 0.5 s
-instead of 2 s on an idle 2-core machine), which counts most when a restarted
+and its imports (about 0.35 s of CPU each), which counts most when a restarted
 hub's clients all reconnect at once. A worker leaves with ``os._exit``: the
 supervisor's exit handlers and its embedded database are not the worker's to
 run or stop. Workers get a parent-death signal: they never outlive the

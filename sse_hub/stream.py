@@ -130,7 +130,7 @@ def _run(
 ) -> None:
     """The stream runs on ``transport`` from here on, its head sent (``live.py``)."""
     settings = hub.settings
-    LiveStream.start(
+    LiveStream(
         transport,
         feed,
         head=head,
@@ -140,7 +140,7 @@ def _run(
         retry_ms=settings.retry_ms,
         write_timeout_s=settings.write_timeout_s,
         log_parts=access_parts_if_logged(request),
-    )
+    ).start()
 
 
 class OpeningStream:
