@@ -113,27 +113,32 @@ class Feed:
     async def open(self) -> None:
         """Register with the broker; from here on nothing matching can be missed.
 
-        A client that does not resume gets what commits after its request: the
-        start is the database's head, not the relay's position, which may lag
-        (another hub's publish, or a relay that is reconnecting).
+        A client that does not resume gets what commits after its request: it
+        starts at the database's head (``heads.py``).
         """
+        if self.open_now():
+            return
         subscriber = self.subscriber
-        if self._resume is None:
-            try:
-                subscriber.position = await self._heads.read()
-            except _DATABASE_ERRORS:
-                subscriber.position = self._broker.last_id  # database away: live from here
-            if subscriber.position == self._broker.last_id:
-                subscriber.go_live(self._broker.last_id)
+        try:
+            subscriber.position = await self._heads.read()
+        except _DATABASE_ERRORS:
+            subscriber.position = self._broker.last_id  # database away: live from here
+        if subscriber.position == self._broker.last_id:
+            subscriber.go_live(self._broker.last_id)
         self._broker.subscribe(subscriber)
 
     def open_now(self) -> bool:
-        """``open`` without awaiting, when nothing is to be awaited: a resume.
+        """``open`` without awaiting, when nothing is to be awaited.
 
-        ``False`` (and nothing done) for a stream that starts live: ``open`` it.
+        That is a resume, or a stream that starts live while the head is known
+        without a query. ``False`` (and nothing done) otherwise: ``open`` it.
         """
         if self._resume is None:
-            return False
+            head = self._heads.known()
+            if head is None:
+                return False
+            self.subscriber.position = head
+            self.subscriber.go_live(head)
         self._broker.subscribe(self.subscriber)
         return True
 

@@ -160,7 +160,7 @@ class FrontDoor(asyncio.Protocol):
             self._hand_over()
             return
         try:
-            opened = opening.open_now()  # a resume: no head to read, no task
+            opened = opening.open_now()  # a resume, or a head known without a query: no task
         except Exception:
             self._hand_over()  # aiohttp tries again, and answers the problem if it stays
             return

@@ -1,18 +1,23 @@
-"""The database's head for streams that start live: one query at a time, shared.
+"""Where streams that start live start: the head of ``sse_hub.events`` as of their request.
 
-A stream that does not resume starts at the head of ``sse_hub.events`` as of
-its request (not at the relay's position, which may lag behind), so it gets
-exactly what commits after it asked. Reading the head is one round trip, and
-when streams arrive faster than that (clients reconnecting after a restart)
-each would pay its own. Instead, streams that ask while a query is running wait
-for the *next* query, which starts only after all of them asked: its snapshot
-holds every commit that preceded any of their requests, so none starts earlier
-than it should, and one query serves them all.
+While the relay has read every commit it was told of (``known``), the head is
+the broker's ``last_id``, with no query: only a commit whose notification is
+still on its way can be newer, and such a stream gets that one too. Otherwise
+(the relay is reading, reconnecting, or holds a notification back) the head is
+read from the database, so a stream never starts with a backlog the relay has
+yet to read.
+
+That read is one round trip, and when streams arrive faster than that each
+would pay its own. Instead, streams that ask while a query is running wait for
+the *next* query, which starts only after all of them asked: its snapshot holds
+every commit that preceded any of their requests, so none starts earlier than
+it should, and one query serves them all.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from sse_hub import store
 from sse_hub.tasks import stop_task
@@ -24,8 +29,9 @@ HEAD_TIMEOUT_S = 5.0
 class HeadReader:
     """Owns the task that runs the shared queries; ``close`` it on shutdown."""
 
-    def __init__(self, db: store.Database) -> None:
+    def __init__(self, db: store.Database, known: Callable[[], int | None]) -> None:
         self.db = db
+        self.known = known  # the head without a query, or None (``Relay.known_head``)
         self._next: list[asyncio.Future[int]] = []  # callers of the query not yet started
         self._task: asyncio.Task[None] | None = None
         self._closed = False

@@ -101,7 +101,8 @@ class Hub:
         pruner = Retention(pool, settings.retention_s) if retention else None
         if pruner is not None:
             pruner.start()
-        hub = cls(settings, dsn, pool, broker, committer, relay, pruner, HeadReader(pool))
+        heads = HeadReader(pool, relay.known_head)
+        hub = cls(settings, dsn, pool, broker, committer, relay, pruner, heads)
         hub.heartbeats = asyncio.create_task(hub._beat_forever(), name="sse-hub-heartbeats")
         return hub
 

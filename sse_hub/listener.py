@@ -74,6 +74,7 @@ class Relay:
         self._deferred_through: int | None = None  # notified during our own transaction
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._reading = False
         self.connected = False
         self.reconnects = 0
         self.lag_s = 0.0
@@ -147,6 +148,16 @@ class Relay:
         self.frames_queued += self._broker.dispatch(encoded)
         self.events_relayed += len(encoded)
         self.events_sent_at_commit += len(encoded)
+
+    def known_head(self) -> int | None:
+        """The broker's ``last_id`` while no newer commit is known here, else ``None``.
+
+        That is while the relay is connected, has read every commit it was told
+        of, and holds no notification back: only a notification still on its
+        way can name a newer commit.
+        """
+        caught_up = self.connected and not self._reading and not self._bell.is_set()
+        return self._broker.last_id if caught_up and self._deferred_through is None else None
 
     def ring(self, through_id: int | None = None) -> bool:
         """Wake the relay to read up to ``through_id`` (``None``: whatever is new).
@@ -225,6 +236,13 @@ class Relay:
     async def _catch_up(self) -> None:
         """Read and dispatch every event after ``last_id``, batch by batch."""
         self._bell.clear()
+        self._reading = True
+        try:
+            await self._read_all()
+        finally:
+            self._reading = False
+
+    async def _read_all(self) -> None:
         while True:
             started_s = time.perf_counter()
             rows = await store.fetch_after(self._conn, self._broker.last_id, self._batch)

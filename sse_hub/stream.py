@@ -174,7 +174,7 @@ class OpeningStream:
         return cls(request, hub, hub.feed(patterns, resume))
 
     def open_now(self) -> bool:
-        """Register with the broker at once if that needs no await (a resume)."""
+        """Register with the broker at once if that needs no await (``Feed.open_now``)."""
         try:
             return self._feed.open_now()
         except BaseException:

@@ -15,6 +15,10 @@ from sse_hub.heads import HeadReader
 from tests.raw_http import wait_until
 
 
+def NO_HEAD_WITHOUT_A_QUERY() -> None:
+    return None
+
+
 class HeldAnswers:
     """A real pool whose head answers, once PostgreSQL has given them, wait for ``release``."""
 
@@ -55,7 +59,7 @@ async def _publish(pool: Any) -> int:
 
 async def test_a_read_never_joins_a_query_that_started_before_it(pool: Any) -> None:
     db = HeldAnswers(pool)
-    reader = HeadReader(db)
+    reader = HeadReader(db, NO_HEAD_WITHOUT_A_QUERY)
     first_id = await _publish(pool)
     early = asyncio.create_task(reader.read())
     await wait_until(lambda: db.answered == 1, "the first query to be answered")
@@ -70,7 +74,7 @@ async def test_a_read_never_joins_a_query_that_started_before_it(pool: Any) -> N
 
 async def test_a_caller_that_gives_up_leaves_the_others_their_answer(pool: Any) -> None:
     db = HeldAnswers(pool)
-    reader = HeadReader(db)
+    reader = HeadReader(db, NO_HEAD_WITHOUT_A_QUERY)
     head = await _publish(pool)
     leaving, staying = asyncio.create_task(reader.read()), asyncio.create_task(reader.read())
     await wait_until(lambda: db.answered == 1, "the query to be answered")
@@ -85,7 +89,7 @@ async def test_a_caller_that_gives_up_leaves_the_others_their_answer(pool: Any) 
 async def test_failures_reach_the_callers_and_the_next_query_runs_anew(dsn: str) -> None:
     closed = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     await closed.close()
-    reader = HeadReader(closed)
+    reader = HeadReader(closed, NO_HEAD_WITHOUT_A_QUERY)
     for _ in range(2):  # each read gets its own failure, not a remembered one
         with pytest.raises(asyncpg.InterfaceError):
             await reader.read()
@@ -95,7 +99,7 @@ async def test_failures_reach_the_callers_and_the_next_query_runs_anew(dsn: str)
 
 async def test_close_answers_waiting_callers_and_refuses_new_ones(pool: Any) -> None:
     db = HeldAnswers(pool)
-    reader = HeadReader(db)
+    reader = HeadReader(db, NO_HEAD_WITHOUT_A_QUERY)
     waiting = asyncio.create_task(reader.read())
     await wait_until(lambda: db.answered == 1, "the query to be answered")
     queued = asyncio.create_task(reader.read())  # waits for the next query, which never runs
