@@ -49,6 +49,7 @@ CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 30.0
 EVENT_PAD_BYTES = 64
 _LINGER_RST = struct.pack("ii", 1, 0)
+_IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux; named in 3.12
 
 
 def log(message: str) -> None:
@@ -137,6 +138,9 @@ async def open_socket(host: str, port: int, source: str | None = None) -> socket
 
     One source address gives a client one range of ephemeral ports (some 28,000
     here): a client process with its own loopback address has a range of its own.
+    The port is left to ``connect`` (``IP_BIND_ADDRESS_NO_PORT``): ``bind`` would
+    search the address's ports for a free one on every call, which with 15,000
+    sockets on one address cost the client twice what the connection did.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
@@ -144,6 +148,7 @@ async def open_socket(host: str, port: int, source: str | None = None) -> socket
     sock.setblocking(False)
     try:
         if source is not None:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
             sock.bind((source, 0))
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
             await asyncio.get_running_loop().sock_connect(sock, (host, port))
