@@ -3,7 +3,7 @@
 ``run.py`` calls ``measure`` for a scenario whose client is ``scale``. It
 starts ``clients`` processes of the ordinary load client (``python -m
 bench.client``, scenario ``scale``, played by ``bench.swarm``), each with its
-share of the streams and a loopback source address of its own, and moves them
+share of the streams and loopback source addresses of its own, and moves them
 through the phases together: every process starts a phase when the
 coordinator says so (the shared barrier) and answers when it is done. Between
 answers the coordinator reads the server's whole process tree (supervisor and
@@ -69,7 +69,7 @@ class Client:
     """One client process and the pipe pair it is driven through."""
 
     index: int
-    source: str
+    sources: list[str]
     share: int
     process: asyncio.subprocess.Process
 
@@ -152,7 +152,7 @@ class Coordinator:
             "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         }
         for index, share in enumerate(tally.shares(p["streams"], p["clients"])):
-            source = tally.source_address(index)
+            sources = tally.source_addresses(index)
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -163,7 +163,7 @@ class Coordinator:
                 limit=ANSWER_LIMIT_BYTES,
                 preexec_fn=die_with_parent,
             )
-            client = Client(index, source, share, process)
+            client = Client(index, sources, share, process)
             self.clients.append(client)
             job = {
                 "scenario": "scale",
@@ -174,7 +174,7 @@ class Coordinator:
                 "db_pid": None,
                 "params": {
                     "streams": share,
-                    "source": source,
+                    "sources": sources,
                     "topic": self.topic,
                     "timeout_s": p["timeout_s"],
                 },

@@ -2,7 +2,7 @@
 
 The coordinator (``bench.scale``) starts several of these (``python -m
 bench.client`` with scenario ``scale``), each with its share of the streams
-and its own loopback source address. After the job line, each reads one
+and loopback source addresses of its own. After the job line, each reads one
 command per line on stdin and answers each with one JSON line on stdout, so
 that every process starts a phase at the coordinator's word (the barrier) and
 the coordinator measures the server between phases:
@@ -33,6 +33,7 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import itertools
 import json
 import sys
 import time
@@ -172,7 +173,7 @@ class Stream:
 
     async def connect(self, request: bytes, deadline: float) -> None:
         swarm = self.swarm
-        sock = await open_socket(swarm.job.host, swarm.job.port, swarm.source)
+        sock = await open_socket(swarm.job.host, swarm.job.port, next(swarm.sources))
         self.connection = connection = Connection(self, request)
         loop = asyncio.get_running_loop()
         try:
@@ -277,7 +278,8 @@ class Swarm:
     def __init__(self, job: Job) -> None:
         p = job.params
         self.job = job
-        self.source: str = p["source"]
+        self.name: str = p["sources"][0]  # in messages
+        self.sources = itertools.cycle(p["sources"])  # each connection from the next
         self.topic: str = p["topic"]
         self.share: int = p["streams"]
         self.streams: list[Stream] = []
@@ -550,12 +552,12 @@ async def run(job: Job) -> dict[str, Any]:
     """Answer the coordinator's commands until ``close`` (or stdin's end); the summary."""
     swarm = Swarm(job)
     commands = await _commands()
-    _say({"done": "ready", "source": swarm.source, "streams": swarm.share})
+    _say({"done": "ready", "source": swarm.name, "streams": swarm.share})
     try:
         while True:
             line = await commands.readline()
             if not line:
-                log(f"{swarm.source}: the coordinator went away")
+                log(f"{swarm.name}: the coordinator went away")
                 break
             command: dict[str, Any] = json.loads(line)
             verb = command["do"]

@@ -1,8 +1,11 @@
 """The scale scenario's arithmetic, pure: who opens which streams, what each stream missed.
 
 The scenario runs its load client as several processes, each opening its share
-of the streams from its own loopback source address (one address gives a
-client some 28,000 ephemeral ports), and adds up what they report. After the
+of the streams from loopback source addresses of its own, and adds up what
+they report. One address gives a client some 28,000 ephemeral ports, but
+``connect`` finds a free one more slowly the more of them are taken: with
+12,500 sockets on one address it cost the client more CPU per stream than the
+server spent, and in a reconnect storm that CPU is the machine's. After the
 reconnect storm each stream checks the ids it received against the ids the
 database holds for its topic, and says when it had caught up: when it had every
 event that was published before it reconnected.
@@ -15,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-FIRST_SOURCE_HOST = 2  # 127.0.0.1 is the servers' address; clients start at 127.0.0.2
+SOURCES_PER_CLIENT = 16  # a client process's loopback addresses: ~800 streams each at 100,000
 
 
 def shares(total: int, parts: int) -> list[int]:
@@ -26,12 +29,14 @@ def shares(total: int, parts: int) -> list[int]:
     return [base + (1 if index < extra else 0) for index in range(parts)]
 
 
-def source_address(index: int) -> str:
-    """The loopback address client process ``index`` binds its sockets to."""
-    host = FIRST_SOURCE_HOST + index
-    if index < 0 or host > 254:
-        raise ValueError(f"no loopback source address for client {index}")
-    return f"127.0.0.{host}"
+def source_addresses(index: int, count: int = SOURCES_PER_CLIENT) -> list[str]:
+    """The loopback addresses client process ``index`` binds its sockets to, in turn.
+
+    ``127.0.<index + 1>.<1..count>``: never ``127.0.0.1``, the servers' address.
+    """
+    if not 0 <= index < 254 or not 1 <= count <= 254:
+        raise ValueError(f"no loopback source addresses for client {index}")
+    return [f"127.0.{index + 1}.{host}" for host in range(1, count + 1)]
 
 
 @dataclass(frozen=True)

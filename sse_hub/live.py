@@ -193,14 +193,15 @@ class LiveStream(asyncio.Protocol):
         if self._ended:
             return
         self._ended = reason
+        goodbye = b""
         if reason == SHUTDOWN_REASON:
-            self._sink.write(shutdown_retry_line(self._retry_ms))
+            goodbye = shutdown_retry_line(self._retry_ms)
         elif reason == DATABASE_GONE:
             log.warning(
                 "ended a stream whose history could not be read, the database is unreachable;"
                 " the client resumes from its last id"
             )
-        self._sink.end()
+        self._sink.end(goodbye)
 
     def abort(self) -> None:
         self._transport.abort()

@@ -66,11 +66,19 @@ class ResponseSink:
         async with asyncio.timeout(timeout_s):
             await self._drain()
 
-    def end(self) -> None:
-        """The end of the body: HTTP/1.1's last chunk, then the connection closes."""
-        if self._chunked and not self._transport.is_closing():
-            self._transport.write(LAST_CHUNK)
-        self._transport.close()
+    def end(self, frames: bytes = b"") -> None:
+        """The end of the body, after ``frames``: HTTP/1.1's last chunk, then the connection closes.
+
+        One write for both: a hub that stops ends every stream at once.
+        """
+        transport = self._transport
+        if not transport.is_closing():
+            data = as_chunk(frames) if self._chunked and frames else frames
+            self.bytes_sent += len(data)
+            payload = data + LAST_CHUNK if self._chunked else data
+            if payload:
+                transport.write(payload)
+        transport.close()
 
     def pending_bytes(self) -> int:
         return self._transport.get_write_buffer_size()

@@ -307,9 +307,10 @@ def test_shares_and_source_addresses():
     assert tally.shares(100_000, 8) == [12_500] * 8
     assert tally.shares(10, 4) == [3, 3, 2, 2]
     assert sum(tally.shares(99_999, 7)) == 99_999
-    assert [tally.source_address(i) for i in (0, 1, 7)] == ["127.0.0.2", "127.0.0.3", "127.0.0.9"]
-    with pytest.raises(ValueError, match="source address"):
-        tally.source_address(253)
+    assert tally.source_addresses(0, 2) == ["127.0.1.1", "127.0.1.2"]
+    assert tally.source_addresses(7)[-1] == f"127.0.8.{tally.SOURCES_PER_CLIENT}"
+    with pytest.raises(ValueError, match="source addresses"):
+        tally.source_addresses(254)
     with pytest.raises(ValueError, match="part"):
         tally.shares(10, 0)
 
