@@ -137,6 +137,7 @@ def address_key(address: str) -> str:
     return str(ip)
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every stream and publish; clients repeat
 def is_loopback(address: str) -> bool:
     """``localhost``, 127.0.0.0/8, ``::1`` (also IPv4-mapped): a client or a bind address."""
     if address == "localhost":
