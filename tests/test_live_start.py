@@ -75,3 +75,18 @@ async def test_a_relay_with_a_notification_to_read_does_not_know_the_head(
     assert relay.ring()  # a notification naming no id: the relay must read to know
     assert relay.known_head() is None
     await wait_until(lambda: relay.known_head() is not None, "the relay to have read")
+
+
+async def test_a_stream_asked_for_after_a_post_was_answered_never_gets_its_event(
+    hub: TestServer,
+) -> None:
+    for attempt in range(20):
+        await publish(hub, "t", f"answered {attempt}")
+        stream = await open_stream(hub.port, "/events?topic=t")
+        try:
+            await stream.started()
+            after = await publish(hub, "t", f"after {attempt}")
+            event = await stream.next_event()
+            assert (event.data, int(event.id or 0)) == (f"after {attempt}", after)
+        finally:
+            stream.close()
